@@ -1,0 +1,12 @@
+"""The JSON API (DESIGN.md section 5). Mount it with ``path("api/auth/", include(...))``."""
+
+from .views import api_account, api_oidc, api_passwords, api_two_factor
+
+app_name = "ephemeral_auth_api"
+
+urlpatterns = [
+    *api_account.urlpatterns,
+    *api_two_factor.urlpatterns,
+    *api_oidc.urlpatterns,
+    *api_passwords.urlpatterns,
+]

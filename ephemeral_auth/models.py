@@ -1,0 +1,245 @@
+"""The tables of ephemeral_auth.
+
+``EphemeralToken`` and ``RateLimitEvent`` mirror the seed's
+``auth_ephemeral_tokens`` and ``auth_rate_limit_events`` (see
+docs/data-model.md for each deliberate difference). ``UserTwoFactor`` and
+``RecoveryCode`` hold the per-user second-factor state; ``OIDCIdentity``
+links a provider's subject to a local user.
+
+Models hold data and queries; policy (who may write what, when) lives in
+``ephemeral_auth.services``, which is the only code that writes these tables.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+__all__ = [
+    "EphemeralToken",
+    "EventType",
+    "OIDCIdentity",
+    "RateLimitEvent",
+    "RecoveryCode",
+    "TokenType",
+    "UserTwoFactor",
+]
+
+
+class TokenType(models.TextChoices):
+    """Purposes of an ephemeral token; the values are the seed's, exactly."""
+
+    PRE_AUTH = "pre_auth", _("Pending two-factor login")
+    OIDC_STATE = "oidc_state", _("OIDC authorization state")
+    OIDC_EXCHANGE = "oidc_exchange", _("OIDC exchange for a single-page app")
+    PASSWORD_RESET = "password_reset", _("Password reset")
+    EMAIL_OTP_SETUP = "email_otp_setup", _("Email code enrolment")
+    # The one-time download link; the seed's value is kept for row compatibility.
+    SLICER_DOWNLOAD = "slicer_download", _("One-time download link")
+
+
+class EventType(models.TextChoices):
+    """Rate-limit buckets; the values are the seed's, exactly."""
+
+    TWO_FA_ATTEMPT = "2fa_attempt", _("Two-factor attempt")
+    EMAIL_SEND = "email_send", _("Email code sent")
+    LOGIN_ATTEMPT = "login_attempt", _("Failed login (per user)")
+    LOGIN_IP = "login_ip", _("Failed login (per IP)")
+    PASSWORD_RESET_SEND = "password_reset_send", _("Password reset (per email)")
+    PASSWORD_RESET_IP = "password_reset_ip", _("Password reset (per IP)")
+
+
+class EphemeralTokenQuerySet(models.QuerySet["EphemeralToken"]):
+    def expired(self, now: datetime) -> EphemeralTokenQuerySet:
+        return self.filter(expires_at__lte=now)
+
+    def live(self, now: datetime) -> EphemeralTokenQuerySet:
+        return self.filter(expires_at__gt=now)
+
+
+class EphemeralToken(models.Model):
+    """A single-use, time-limited token; only its SHA-256 digest is stored."""
+
+    id = models.BigAutoField(primary_key=True)
+    # SHA-256 hex digest of the raw token. The raw token is handed out once by
+    # the service and never stored, so a database read yields nothing usable.
+    token = models.CharField(_("token digest"), max_length=64, unique=True)
+    token_type = models.CharField(_("type"), max_length=20, choices=TokenType.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="ephemeral_tokens",
+        # Served by the (user, token_type) index below.
+        db_index=False,
+    )
+    # oidc_state: slug of the provider that started the flow.
+    provider = models.CharField(_("provider"), max_length=64, blank=True, default="")
+    # oidc_state: nonce expected in the ID token; PKCE S256 verifier.
+    nonce = models.CharField(_("nonce"), max_length=128, blank=True, default="")
+    code_verifier = models.CharField(
+        _("PKCE code verifier"), max_length=128, blank=True, default=""
+    )
+    # pre_auth, oidc_state: SHA-256 digest of the HttpOnly browser-binding cookie.
+    challenge_id = models.CharField(
+        _("challenge digest"), max_length=64, blank=True, default=""
+    )
+    # pre_auth (emailed login code), email_otp_setup: keyed digest of the code.
+    code_hash = models.CharField(_("code digest"), max_length=64, blank=True, default="")
+    # slicer_download: the one resource this link opens.
+    resource = models.CharField(_("resource"), max_length=255, blank=True, default="")
+    # pre_auth: comma-separated second-factor methods this login may use.
+    methods = models.CharField(_("methods"), max_length=64, blank=True, default="")
+    # oidc_state: where the browser goes after this flow (validated at issue).
+    next_url = models.TextField(_("next URL"), blank=True, default="")
+    # oidc_state: "session" or "spa".
+    mode = models.CharField(_("mode"), max_length=16, blank=True, default="")
+    # pre_auth / email_otp_setup: wrong codes presented against this token.
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    expires_at = models.DateTimeField(_("expires at"))
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    objects = EphemeralTokenQuerySet.as_manager()
+
+    class Meta:
+        db_table = "auth_ephemeral_tokens"
+        verbose_name = _("ephemeral token")
+        verbose_name_plural = _("ephemeral tokens")
+        indexes = [
+            # Purge: DELETE ... WHERE token_type = %s AND expires_at <= %s.
+            models.Index(fields=["token_type", "expires_at"], name="ea_token_type_expires"),
+            # Per-user revocation and the user foreign key.
+            models.Index(fields=["user", "token_type"], name="ea_token_user_type"),
+        ]
+
+    def __str__(self) -> str:
+        # Never the digest: admin pages and logs show this.
+        return f"{self.get_token_type_display()} #{self.pk}"
+
+    @property
+    def method_list(self) -> list[str]:
+        return [m for m in self.methods.split(",") if m]
+
+    def is_expired(self, now: datetime) -> bool:
+        return self.expires_at <= now
+
+
+class RateLimitEventQuerySet(models.QuerySet["RateLimitEvent"]):
+    def in_window(self, event_type: str, key: str, since: datetime) -> RateLimitEventQuerySet:
+        return self.filter(event_type=event_type, key=key, occurred_at__gt=since)
+
+    def older_than(self, cutoff: datetime) -> RateLimitEventQuerySet:
+        return self.filter(occurred_at__lte=cutoff)
+
+
+class RateLimitEvent(models.Model):
+    """One counted event (a failure, a send) for a subject inside a window."""
+
+    id = models.BigAutoField(primary_key=True)
+    # Normalised subject: casefolded username or email, or a client IP.
+    # The seed called this column "username"; it holds more than usernames.
+    key = models.CharField(_("key"), max_length=254)
+    event_type = models.CharField(_("event type"), max_length=20, choices=EventType.choices)
+    occurred_at = models.DateTimeField(_("occurred at"), default=timezone.now)
+
+    objects = RateLimitEventQuerySet.as_manager()
+
+    class Meta:
+        db_table = "auth_rate_limit_events"
+        verbose_name = _("rate-limit event")
+        verbose_name_plural = _("rate-limit events")
+        indexes = [
+            # A window count is one range scan of this index.
+            models.Index(fields=["event_type", "key", "occurred_at"], name="ea_event_window"),
+            # Purge: DELETE ... WHERE occurred_at <= %s.
+            models.Index(fields=["occurred_at"], name="ea_event_occurred"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.key}"
+
+
+class UserTwoFactor(models.Model):
+    """A user's second-factor state: TOTP secret (encrypted) and email codes."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="two_factor",
+    )
+    # Fernet tokens (ephemeral_auth.crypto); never the plain base32 secret.
+    totp_secret = models.TextField(_("TOTP secret (encrypted)"), blank=True, default="")
+    # During re-enrolment: the new secret, active only once confirmed, so the
+    # current authenticator keeps working until then.
+    totp_pending_secret = models.TextField(
+        _("pending TOTP secret (encrypted)"), blank=True, default=""
+    )
+    totp_confirmed_at = models.DateTimeField(_("TOTP confirmed at"), null=True, blank=True)
+    # Replay guard: the last accepted time step; only a later one is accepted.
+    totp_last_step = models.BigIntegerField(_("last accepted TOTP step"), null=True, blank=True)
+    email_enabled = models.BooleanField(_("email codes enabled"), default=False)
+    email_confirmed_at = models.DateTimeField(_("email codes confirmed at"), null=True, blank=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("two-factor settings")
+        verbose_name_plural = _("two-factor settings")
+
+    def __str__(self) -> str:
+        return f"two-factor settings of user #{self.pk}"
+
+    @property
+    def totp_enabled(self) -> bool:
+        return bool(self.totp_secret) and self.totp_confirmed_at is not None
+
+
+class RecoveryCode(models.Model):
+    """One recovery code, stored as a keyed digest, consumed by a conditional delete."""
+
+    id = models.BigAutoField(primary_key=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="recovery_codes"
+    )
+    code_hash = models.CharField(_("code digest"), max_length=64)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("recovery code")
+        verbose_name_plural = _("recovery codes")
+        constraints = [
+            models.UniqueConstraint(fields=["user", "code_hash"], name="ea_recovery_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"recovery code #{self.pk}"
+
+
+class OIDCIdentity(models.Model):
+    """Links an OpenID provider's subject to a local user."""
+
+    id = models.BigAutoField(primary_key=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="oidc_identities"
+    )
+    provider = models.CharField(_("provider"), max_length=64)
+    subject = models.CharField(_("subject"), max_length=255)
+    email = models.EmailField(_("email at the provider"), max_length=254, blank=True, default="")
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    last_login_at = models.DateTimeField(_("last login at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("OIDC identity")
+        verbose_name_plural = _("OIDC identities")
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "subject"], name="ea_oidc_subject_unique"),
+            models.UniqueConstraint(fields=["provider", "user"], name="ea_oidc_user_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} identity of user #{self.user_id}"

@@ -1,0 +1,1 @@
+"""The services: the only code that writes ephemeral_auth's tables."""

@@ -1,0 +1,35 @@
+"""Validation of values handed to the services.
+
+Services are called with request data; anything that is not a plain string of
+a sane size is refused with :class:`InvalidInput` before it reaches the
+database (PostgreSQL rejects NUL bytes with a 500-causing DataError, MySQL
+truncates or errors on oversize values).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..exceptions import InvalidInput
+
+__all__ = ["clean_text", "is_plain_text"]
+
+
+def is_plain_text(value: Any, *, max_length: int) -> bool:
+    """Return whether ``value`` is a str without NUL bytes or lone surrogates."""
+    if not isinstance(value, str) or len(value) > max_length or "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def clean_text(value: Any, *, field: str, max_length: int, allow_empty: bool = False) -> str:
+    """Return ``value`` if it is acceptable text, else raise InvalidInput."""
+    if not is_plain_text(value, max_length=max_length):
+        raise InvalidInput(f"{field}: expected text of at most {max_length} characters", field=field)
+    if not value and not allow_empty:
+        raise InvalidInput(f"{field}: must not be empty", field=field)
+    return str(value)

@@ -1,0 +1,12 @@
+"""The HTML pages. Mount them with ``path("accounts/", include(...))``."""
+
+from .views import downloads, html_account, html_passwords, html_two_factor
+
+app_name = "ephemeral_auth"
+
+urlpatterns = [
+    *html_account.urlpatterns,
+    *html_two_factor.urlpatterns,
+    *html_passwords.urlpatterns,
+    *downloads.urlpatterns,
+]

@@ -18,7 +18,7 @@ _ROUTED = {"ephemeraltoken", "ratelimitevent"}
 
 
 class EphemeralAuthRouter:
-    def _alias(self, model: type) -> str | None:
+    def _alias(self, model: Any) -> str | None:
         alias = conf.get("DATABASE")
         if alias and model._meta.app_label == "ephemeral_auth" and model._meta.model_name in _ROUTED:
             return str(alias)

@@ -82,7 +82,7 @@ def purge_expired(
     if dry_run:
         result.events = stale.count()
     else:
-        report = (lambda n: progress("events", n)) if progress else None
-        result.events = _delete_in_batches(stale, event_alias, batch_size, report)
+        report_events = (lambda n: progress("events", n)) if progress else None
+        result.events = _delete_in_batches(stale, event_alias, batch_size, report_events)
     logger.info("purged %s expired rows", result.total)
     return result

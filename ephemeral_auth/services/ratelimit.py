@@ -153,7 +153,7 @@ def attempt(
     meta = RateLimitEvent._meta
     table = qn(meta.db_table)
     f_key, f_type, f_at = (meta.get_field(n) for n in ("key", "event_type", "occurred_at"))
-    c_key, c_type, c_at = (qn(f.column) for f in (f_key, f_type, f_at))  # type: ignore[union-attr]
+    c_key, c_type, c_at = (qn(str(f.column)) for f in (f_key, f_type, f_at))  # type: ignore[union-attr]
     at = f_at.get_db_prep_value(now, connection)  # type: ignore[union-attr]
     since_value = f_at.get_db_prep_value(since, connection)  # type: ignore[union-attr]
     # The inner LIMIT bounds the scan to `limit` index entries. MySQL refuses
@@ -166,7 +166,7 @@ def attempt(
     )
     returning = connection.features.can_return_columns_from_insert
     if returning:
-        sql += f" RETURNING {qn(meta.pk.column)}"
+        sql += f" RETURNING {qn(str(meta.pk.column))}"
     with connection.cursor() as cursor:
         cursor.execute(sql, [key, event_type, at, event_type, key, since_value, limit, limit])
         if returning:

@@ -313,7 +313,7 @@ def _where_sql(
     for lookup, value in lookups.items():
         name, _, op = lookup.partition("__")
         model_field = meta.get_field(name.removesuffix("_id") if name == "user_id" else name)
-        column = qn(model_field.column)  # type: ignore[union-attr]
+        column = qn(str(model_field.column))  # type: ignore[union-attr]
         clauses.append(f"{column} > %s" if op == "gt" else f"{column} = %s")
         params.append(model_field.get_db_prep_value(value, connection))  # type: ignore[union-attr]
     return " AND ".join(clauses), params
@@ -356,7 +356,7 @@ def consume_token(
     token: EphemeralToken | None
     if _supports_delete_returning(connection):
         columns = ", ".join(
-            connection.ops.quote_name(f.column) for f in EphemeralToken._meta.concrete_fields
+            connection.ops.quote_name(str(f.column)) for f in EphemeralToken._meta.concrete_fields
         )
         sql = f"DELETE FROM {table} WHERE {where} RETURNING {columns}"  # noqa: S608 - identifiers quoted, values bound
         rows = list(EphemeralToken.objects.raw(sql, params).using(alias))

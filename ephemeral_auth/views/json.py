@@ -62,7 +62,8 @@ STATUS_BY_CODE: dict[str, int] = {
 
 def error(code: str, message: str, *, status: int | None = None, **extra: Any) -> JsonResponse:
     """Return the JSON error answer for ``code``."""
-    response = JsonResponse({"error": code, "message": str(message), **extra}, status=status or STATUS_BY_CODE.get(code, 400))
+    body = {"error": code, "message": str(message), **extra}
+    response = JsonResponse(body, status=status or STATUS_BY_CODE.get(code, 400))
     add_never_cache_headers(response)
     return response
 
@@ -73,7 +74,7 @@ def error_response(exc: EphemeralAuthError) -> JsonResponse:
         response = error(exc.code, exc.message, retry_after=exc.retry_after)
         response["Retry-After"] = str(exc.retry_after)
         return response
-    extra = {"field": exc.field} if isinstance(exc, InvalidInput) and exc.field else {}
+    extra: dict[str, Any] = {"field": exc.field} if isinstance(exc, InvalidInput) and exc.field else {}
     return error(exc.code, exc.message, **extra)
 
 
@@ -127,11 +128,12 @@ def api_view(
         @sensitive_variables()
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             if request.method not in methods:
-                response = error("method_not_allowed", _("Method not allowed."))
-                response["Allow"] = ", ".join(methods)
-                return response
+                refusal = error("method_not_allowed", _("Method not allowed."))
+                refusal["Allow"] = ", ".join(methods)
+                return refusal
             if login_required and not request.user.is_authenticated:
                 return error("not_authenticated", _("Authentication required."))
+            response: HttpResponse
             try:
                 response = view(request, *args, **kwargs)
             except EphemeralAuthError as exc:

@@ -159,3 +159,30 @@ def test_deleting_the_user_deletes_their_tokens(user, now):
     tokens.issue_password_reset(user, now=now)
     user.delete()
     assert not EphemeralToken.objects.exists()
+
+
+def test_no_raw_token_or_digest_in_logs_or_signals(user, now, caplog):
+    from ephemeral_auth.signals import token_consumed, token_issued
+
+    seen = []
+
+    def receiver(sender, token, **kwargs):
+        seen.append(repr(vars(token)))
+
+    token_issued.connect(receiver)
+    token_consumed.connect(receiver)
+    try:
+        with caplog.at_level("DEBUG", logger="ephemeral_auth"):
+            issued = tokens.issue_pre_auth(user, challenge="cookie-secret", methods=["totp"], now=now)
+            with pytest.raises(InvalidToken):
+                tokens.consume_token(issued.raw, TokenType.PRE_AUTH, challenge_id="wrong", now=now)
+            tokens.consume_token(issued.raw, TokenType.PRE_AUTH, challenge_id="cookie-secret", now=now)
+    finally:
+        token_issued.disconnect(receiver)
+        token_consumed.disconnect(receiver)
+    assert len(seen) == 2
+    logged = caplog.text
+    assert "consumed pre_auth token" in logged
+    for secret in (issued.raw, "cookie-secret", issued.token.token):
+        assert secret not in logged
+        assert not any(secret in s for s in seen if secret != issued.token.token)

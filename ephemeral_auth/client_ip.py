@@ -48,7 +48,9 @@ def client_ip(request: HttpRequest) -> str:
     trusted = _networks(tuple(str(p) for p in conf.get("TRUSTED_PROXIES") or ()))
     if not trusted or not any(remote in net for net in trusted):
         return remote.compressed
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")[:4096]
+    # Keep the right end: the entries our proxies appended are there; a client
+    # can pad the left end at will.
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")[-4096:]
     for part in reversed(forwarded.split(",")):
         address = _parse(part)
         if address is None:

@@ -129,3 +129,53 @@ def test_unknown_event_type_is_invalid_input(now, event_type):
 def test_bad_ip_is_invalid_input(address):
     with pytest.raises(InvalidInput):
         ratelimit.ip_key(address)
+
+
+# locked_out: who is over the limit now (admin page, ephemeral_auth_unlock --list).
+
+
+def test_locked_out_lists_exactly_the_subjects_check_refuses(now, django_assert_num_queries):
+    for i in range(5):
+        ratelimit.attempt(TWO_FA, "alice", now=now - timedelta(minutes=10 - i))
+    for _ in range(4):
+        ratelimit.attempt(TWO_FA, "bob", now=now)
+    for _ in range(3):
+        ratelimit.attempt(EventType.EMAIL_SEND, "bob", now=now - timedelta(minutes=1))
+    with django_assert_num_queries(1):
+        locked = ratelimit.locked_out(now=now)
+    assert [(s.event_type, s.key, s.count) for s in locked] == [("2fa_attempt", "alice", 5), ("email_send", "bob", 3)]
+    for subject in locked:
+        with pytest.raises(RateLimited) as refused:
+            ratelimit.check(subject.event_type, subject.key, now=now)
+        assert subject.retry_after == refused.value.retry_after
+    assert locked[0].retry_after == 5 * 60  # the oldest of alice's five leaves the window in 5 minutes
+    ratelimit.check(TWO_FA, "bob", now=now)
+
+
+def test_locked_out_follows_the_window(now):
+    for _ in range(5):
+        ratelimit.attempt(TWO_FA, "alice", now=now)
+    assert ratelimit.locked_out(now=now + timedelta(minutes=15) - timedelta(seconds=1))
+    assert ratelimit.locked_out(now=now + timedelta(minutes=15)) == []
+
+
+def test_locked_out_uses_the_limit_th_newest_event_when_over_the_limit(now):
+    # Rows beyond the limit appear when the limit is lowered: the subject is free
+    # once fewer than `limit` events remain, i.e. when the limit-th newest expires.
+    for i in range(5):
+        ratelimit.attempt(TWO_FA, "alice", now=now + timedelta(minutes=i))
+    later = now + timedelta(minutes=5)
+    with override_settings(EPHEMERAL_AUTH_RATE_LIMITS={"2fa_attempt": (2, 15 * 60)}):
+        [subject] = ratelimit.locked_out(now=later)
+        with pytest.raises(RateLimited) as refused:
+            ratelimit.check(TWO_FA, "alice", now=later)
+    assert subject.count == 5
+    assert subject.retry_after == refused.value.retry_after == 13 * 60
+
+
+@override_settings(EPHEMERAL_AUTH_RATE_LIMITING_ENABLED=False)
+def test_locked_out_is_empty_when_rate_limiting_is_off(now):
+    RateLimitEvent.objects.bulk_create(
+        RateLimitEvent(event_type=TWO_FA, key="alice", occurred_at=now) for _ in range(9)
+    )
+    assert ratelimit.locked_out(now=now) == []

@@ -24,10 +24,13 @@ from __future__ import annotations
 import ipaddress
 import logging
 import math
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connections, router
+from django.db.models import Case, Count, F, IntegerField, Q, Value, When, Window
+from django.db.models.functions import RowNumber
 
 from .. import clock, conf
 from ..exceptions import InvalidInput, RateLimited
@@ -211,3 +214,63 @@ def clear(event_type: str | None, key: str) -> int:
     deleted = queryset._raw_delete(queryset.db)
     logger.info("cleared %s rate-limit events", deleted)
     return int(deleted)
+
+
+# Who is locked out now (admin view, ``ephemeral_auth_unlock --list``).
+
+
+@dataclass(frozen=True)
+class LockedOut:
+    """A subject whose bucket is full: ``check`` would refuse it for ``retry_after`` seconds."""
+
+    event_type: str
+    key: str
+    count: int
+    retry_after: int
+
+
+def locked_out(*, now: datetime | None = None) -> list[LockedOut]:
+    """Return every subject currently over its configured limit, in one query.
+
+    A subject is locked out exactly when :func:`check` would refuse it: it has
+    at least ``limit`` events inside its window. A window function ranks each
+    subject's events newest first; the row ranked ``limit`` is the event whose
+    expiry unblocks the subject (the one :func:`check` reports), so the answer
+    is a single statement, not one query per subject. Empty when rate
+    limiting is switched off.
+    """
+    if not conf.get("RATE_LIMITING_ENABLED"):
+        return []
+    now = now or clock.now()
+    limits = {event_type: conf.rate_limit(event_type) for event_type in EventType.values}
+    in_window = Q()
+    for event_type, configured in limits.items():
+        in_window |= Q(event_type=event_type, occurred_at__gt=now - configured.window)
+    partition = [F("event_type"), F("key")]
+    rows = (
+        RateLimitEvent.objects.using(router.db_for_read(RateLimitEvent))
+        .filter(in_window)
+        .annotate(
+            rank=Window(RowNumber(), partition_by=partition, order_by=F("occurred_at").desc()),
+            total=Window(Count("pk"), partition_by=partition),
+            limit=Case(
+                *(When(event_type=t, then=Value(c.limit)) for t, c in limits.items()),
+                output_field=IntegerField(),
+            ),
+        )
+        .filter(rank=F("limit"))
+        .values_list("event_type", "key", "total", "occurred_at")
+    )
+    found = [
+        LockedOut(
+            event_type=event_type,
+            key=key,
+            count=int(total),
+            retry_after=max(1, math.ceil((blocking + limits[event_type].window - now).total_seconds())),
+        )
+        for event_type, key, total, blocking in rows
+    ]
+    return sorted(found, key=lambda subject: (subject.event_type, subject.key))
+
+
+__all__ += ["LockedOut", "locked_out"]

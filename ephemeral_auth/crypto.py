@@ -28,6 +28,7 @@ from . import conf
 __all__ = [
     "DecryptionFailed",
     "code_digest",
+    "code_digests",
     "decrypt",
     "digest_token",
     "encrypt",
@@ -60,15 +61,28 @@ def _derive(secret: str | bytes, purpose: str) -> bytes:
     return hmac.new(secret, b"ephemeral_auth." + purpose.encode(), hashlib.sha256).digest()
 
 
+def _code_digest(secret: str, code: str, scope: str) -> str:
+    message = f"{scope}\x00{code}".encode("utf-8", "surrogatepass")
+    return hmac.new(_derive(secret, "code"), message, hashlib.sha256).hexdigest()
+
+
 def code_digest(code: str, *, scope: str) -> str:
     """Return the keyed digest of a short code, scoped to what it unlocks.
 
     ``scope`` (a user id, a token digest) makes equal codes of different
-    owners hash differently.
+    owners hash differently. Written with the current SECRET_KEY.
     """
-    key = _derive(settings.SECRET_KEY, "code")
-    message = f"{scope}\x00{code}".encode("utf-8", "surrogatepass")
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
+    return _code_digest(settings.SECRET_KEY, code, scope)
+
+
+def code_digests(code: str, *, scope: str) -> list[str]:
+    """Return the digests of a code under SECRET_KEY and each SECRET_KEY_FALLBACKS entry.
+
+    Match a stored digest against all of them (``code_hash__in``) so that
+    rotating SECRET_KEY does not invalidate recovery codes written before.
+    """
+    secrets_in_order = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+    return [_code_digest(secret, code, scope) for secret in secrets_in_order]
 
 
 def random_code(length: int, *, alphabet: str = CODE_ALPHABET) -> str:

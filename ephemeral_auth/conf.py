@@ -72,7 +72,38 @@ DEFAULTS: dict[str, Any] = {
     "REQUIRE_2FA_FOR_STAFF": False,
     # Name of the HttpOnly cookie binding a pending 2FA login to the browser.
     "CHALLENGE_COOKIE_NAME": "ephemeral_auth_challenge",
+    # Two-factor login (docs/two-factor.md). HTML flow only: HttpOnly cookie carrying the
+    # pending login's token to the verify page ("__Host-" is prepended on HTTPS).
+    "PENDING_LOGIN_COOKIE_NAME": "ephemeral_auth_pending",
+    # Seconds the middleware trusts the 2FA state cached in the session before re-reading
+    # it (0: read it on every authenticated request).
+    "TWO_FACTOR_STATE_MAX_AGE": 60,
+    # Where REQUIRE_2FA_FOR_STAFF sends staff users without 2FA (URL name or path).
+    "TWO_FACTOR_ENROLMENT_URL": "ephemeral_auth:two_factor_setup",
+    # OIDC sign-in (docs/oidc.md). HttpOnly cookie binding authorization flows to the browser
+    # ("__Host-" is prepended on HTTPS).
     "OIDC_COOKIE_NAME": "ephemeral_auth_oidc",
+    # Providers: {slug: {name, discovery_url or endpoints, client_id, client_secret, ...}}.
+    # mozilla-django-oidc's OIDC_RP_* / OIDC_OP_* settings add the provider "default".
+    "OIDC_PROVIDERS": {},
+    # URL name (or path) of the callback: the redirect_uri registered at the providers.
+    "OIDC_CALLBACK_URL": "ephemeral_auth_api:oidc_callback",
+    # Where failed sign-ins go, with ?oidc_error=<code> ("" = settings.LOGIN_URL).
+    "OIDC_FAILURE_URL": "",
+    # Where SPA-mode flows without a ``next`` go, with #oidc_token=<token>.
+    "OIDC_SPA_URL": "/",
+    # Hosts (besides the request's own) that ``next`` may point to, e.g. an SPA's origin.
+    "OIDC_REDIRECT_ALLOWED_HOSTS": [],
+    # Seconds discovery documents and JWKS stay in the cache; cache alias used.
+    "OIDC_DISCOVERY_CACHE_TTL": 3600,
+    "OIDC_CACHE_ALIAS": "default",
+    # Seconds before a call to a provider (discovery, token, JWKS, userinfo) gives up.
+    "OIDC_HTTP_TIMEOUT": 10,
+    # amr values (RFC 8176) that count as multi-factor for providers with trust_amr.
+    "OIDC_MFA_AMR_VALUES": ["mfa", "otp", "hwk", "swk", "sms", "sc", "fpt", "face", "iris", "retina"],
+    # The views behind authorize/ and callback/ (mozilla-django-oidc's OIDC_*_CLASS idea).
+    "OIDC_AUTHENTICATE_CLASS": "ephemeral_auth.oidc.views.OIDCAuthorizeView",
+    "OIDC_CALLBACK_CLASS": "ephemeral_auth.oidc.views.OIDCCallbackView",
     # Database alias for the ephemeral tables (None: the default routing).
     "DATABASE": None,
     # Download links: GET shows a confirmation page and POST redeems, so that
@@ -82,6 +113,15 @@ DEFAULTS: dict[str, Any] = {
     "PASSWORD_RESET_ENDS_SESSIONS": True,
     # Rows deleted per statement by purge_expired.
     "PURGE_BATCH_SIZE": 5000,
+    # Password reset (docs/password-reset.md). The page that takes the token:
+    # "" = the app's own confirm page; a URL gets "#token=<token>" appended,
+    # or "{token}" inside it is replaced.
+    "PASSWORD_RESET_URL": "",
+    # Dotted path of the callable that runs the reset email job outside the
+    # request: run_in_thread (default), run_inline (tests), or your own (Celery).
+    "PASSWORD_RESET_RUNNER": "ephemeral_auth.services.passwords.run_in_thread",
+    # HttpOnly cookie holding a reset token moved out of a ?token= URL.
+    "PASSWORD_RESET_COOKIE_NAME": "ephemeral_auth_reset",
 }
 
 

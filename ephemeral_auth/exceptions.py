@@ -103,3 +103,39 @@ class ServiceUnavailable(EphemeralAuthError):
 
     code = "service_unavailable"
     default_message = _("The service is temporarily unavailable.")
+
+
+class InvalidPassword(EphemeralAuthError, BadRequest):
+    """A new password failed the project's AUTH_PASSWORD_VALIDATORS.
+
+    ``messages`` holds the validators' messages (they describe the rules, never
+    the password itself).
+    """
+
+    code = "invalid_password"
+    default_message = _("The password does not meet the requirements.")
+
+    def __init__(self, message: str | None = None, *, messages: list[str] | None = None) -> None:
+        self.messages = list(messages or [])
+        super().__init__(message)
+
+
+__all__ += ["InvalidPassword"]
+
+
+class OIDCError(EphemeralAuthError):
+    """An OpenID Connect sign-in step failed; ``code`` names the step (docs/oidc.md).
+
+    Deliberately not a PermissionDenied: django.contrib.auth.authenticate()
+    swallows PermissionDenied raised by a backend, and the code would be lost.
+    """
+
+    code = "oidc_error"
+    default_message = _("Sign-in with the identity provider failed.")
+
+    def __init__(self, code: str, message: str | None = None) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+__all__ += ["OIDCError"]

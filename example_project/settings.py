@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "ephemeral_auth",
     "example_project.demo",
+    "example_project.files",
 ]
 
 MIDDLEWARE = [
@@ -57,6 +58,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # After AuthenticationMiddleware: hides users whose session skipped their second factor.
+    "ephemeral_auth.middleware.TwoFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -103,11 +106,44 @@ EMAIL_BACKEND = env("EMAIL_BACKEND")
 EMAIL_FILE_PATH = env("EMAIL_FILE_PATH")
 DEFAULT_FROM_EMAIL = "ephemeral-auth-demo@localhost"
 
+# JSON clients get {"error": "csrf_failed"} instead of Django's HTML 403 page.
+CSRF_FAILURE_VIEW = "ephemeral_auth.views.json.csrf_failure"
+
 SESSION_COOKIE_SECURE = env("SECURE_COOKIES")
 CSRF_COOKIE_SECURE = env("SECURE_COOKIES")
 
 EPHEMERAL_AUTH_TRUSTED_PROXIES = env("TRUSTED_PROXIES")
 EPHEMERAL_AUTH_TOTP_ISSUER = "ephemeral_auth demo"
+
+# OIDC sign-in (docs/oidc.md), all from the environment:
+#   OIDC_PROVIDERS           JSON {slug: {name, discovery_url, client_id, client_secret, ...}}
+#   OIDC_RP_CLIENT_ID, OIDC_RP_CLIENT_SECRET, OIDC_OP_DISCOVERY_URL (or OIDC_OP_ISSUER +
+#   OIDC_OP_AUTHORIZATION_ENDPOINT + OIDC_OP_TOKEN_ENDPOINT + OIDC_OP_JWKS_ENDPOINT ...), OIDC_RP_SIGN_ALGO,
+#   OIDC_RP_SCOPES           mozilla-django-oidc's settings: the provider "default"
+#   OIDC_REDIRECT_ALLOWED_HOSTS  hosts an SPA next= may point to (comma-separated)
+#   SESSION_COOKIE_SAMESITE  Lax (default) or Strict: OIDC sign-in works with both
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "ephemeral_auth.oidc.backend.OIDCBackend",
+]
+EPHEMERAL_AUTH_OIDC_PROVIDERS = env.json("OIDC_PROVIDERS", default={})
+EPHEMERAL_AUTH_OIDC_REDIRECT_ALLOWED_HOSTS = env.list("OIDC_REDIRECT_ALLOWED_HOSTS", default=[])
+for _name in (
+    "OIDC_RP_CLIENT_ID",
+    "OIDC_RP_CLIENT_SECRET",
+    "OIDC_RP_SIGN_ALGO",
+    "OIDC_RP_SCOPES",
+    "OIDC_RP_PROVIDER_NAME",
+    "OIDC_OP_DISCOVERY_URL",
+    "OIDC_OP_ISSUER",
+    "OIDC_OP_AUTHORIZATION_ENDPOINT",
+    "OIDC_OP_TOKEN_ENDPOINT",
+    "OIDC_OP_USER_ENDPOINT",
+    "OIDC_OP_JWKS_ENDPOINT",
+):
+    if env.str(_name, default=""):
+        globals()[_name] = env.str(_name)
+SESSION_COOKIE_SAMESITE = env.str("SESSION_COOKIE_SAMESITE", default="Lax")
 
 LOGGING = {
     "version": 1,

@@ -1,9 +1,18 @@
+from pathlib import Path
+
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
+from django.views.static import serve
+
+SPA_ROOT = Path(__file__).resolve().parent / "static_spa"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/auth/", include("ephemeral_auth.api_urls")),
     path("accounts/", include("ephemeral_auth.urls")),
+    path("files/", include("example_project.files.urls")),
+    # The small static single-page app of the OIDC SPA mode (docs/oidc.md).
+    path("spa/", serve, {"path": "index.html", "document_root": SPA_ROOT}, name="spa"),
+    re_path(r"^spa/(?P<path>[\w.-]+\.(?:js|css))$", serve, {"document_root": SPA_ROOT}),
     path("", include("example_project.demo.urls")),
 ]

@@ -21,3 +21,59 @@ class UserFactory(factory.django.DjangoModelFactory):
     def _save(obj, create, extracted, **kwargs):
         if create:
             obj.save()
+
+
+# Two-factor enrolment helpers (docs/two-factor.md). Secrets go through the
+# same encryption as the service uses; recovery codes through the service.
+
+
+def enrol_totp(user, *, secret=None, confirmed_at=None, last_step=None):
+    """Give ``user`` a confirmed authenticator; return its base32 secret."""
+    import pyotp
+    from django.utils import timezone
+
+    from ephemeral_auth import crypto
+    from ephemeral_auth.models import UserTwoFactor
+
+    secret = secret or pyotp.random_base32()
+    UserTwoFactor.objects.update_or_create(
+        user=user,
+        defaults={
+            "totp_secret": crypto.encrypt(secret),
+            "totp_confirmed_at": confirmed_at or timezone.now(),
+            "totp_last_step": last_step,
+        },
+    )
+    return secret
+
+
+def enable_email_codes(user, *, confirmed_at=None):
+    """Turn email codes on for ``user`` (as a confirmed enrolment would)."""
+    from django.utils import timezone
+
+    from ephemeral_auth.models import UserTwoFactor
+
+    UserTwoFactor.objects.update_or_create(
+        user=user, defaults={"email_enabled": True, "email_confirmed_at": confirmed_at or timezone.now()}
+    )
+
+
+def totp_code(secret, when, *, offset=0):
+    """Return the TOTP code of ``secret`` at instant ``when`` (shifted by ``offset`` steps)."""
+    import pyotp
+
+    totp = pyotp.TOTP(secret)
+    return totp.generate_otp(totp.timecode(when) + offset)
+
+
+def login_verified(client, user):
+    """Log ``client`` in as ``user`` with a session that passed 2FA for the user's current configuration."""
+    from ephemeral_auth import clock
+    from ephemeral_auth.services.two_factor import SESSION_KEY, load_state
+
+    client.force_login(user)
+    session = client.session
+    state = load_state(user)
+    session[SESSION_KEY] = {"u": str(user.pk), "f": state.fingerprint, "v": True, "t": int(clock.now().timestamp())}
+    session.save()
+    return client

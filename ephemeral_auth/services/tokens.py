@@ -271,6 +271,19 @@ def _conditions(
     return lookups
 
 
+# Text bindings are compared byte for byte. MariaDB/MySQL compare with the
+# column's collation, by default case-, accent- and trailing-space-insensitive
+# (utf8mb4_unicode_ci): a link issued for "file:1" would open for "FILE:1 ".
+# The token digest is not in this set: it is always our own lowercase hex, and
+# its lookup must keep using the unique index.
+_EXACT_TEXT = ("challenge_id", "resource", "code_hash")
+
+
+def _matches_exactly(token: EphemeralToken, lookups: dict[str, Any]) -> bool:
+    """Return whether the row's text bindings equal the presented ones exactly."""
+    return all(getattr(token, name) == lookups[name] for name in _EXACT_TEXT if name in lookups)
+
+
 def peek_token(
     raw: Any,
     token_type: str,
@@ -287,7 +300,7 @@ def peek_token(
     if lookups is None:
         return None
     rows = list(EphemeralToken.objects.using(_alias()).filter(**lookups)[:1])
-    return rows[0] if rows else None
+    return rows[0] if rows and _matches_exactly(rows[0], lookups) else None
 
 
 def _supports_delete_returning(connection: BaseDatabaseWrapper) -> bool:
@@ -314,7 +327,12 @@ def _where_sql(
         name, _, op = lookup.partition("__")
         model_field = meta.get_field(name.removesuffix("_id") if name == "user_id" else name)
         column = qn(str(model_field.column))  # type: ignore[union-attr]
-        clauses.append(f"{column} > %s" if op == "gt" else f"{column} = %s")
+        if op == "gt":
+            clauses.append(f"{column} > %s")
+        elif connection.vendor == "mysql" and name in _EXACT_TEXT:
+            clauses.append(f"CAST({column} AS BINARY) = CAST(%s AS BINARY)")
+        else:
+            clauses.append(f"{column} = %s")
         params.append(model_field.get_db_prep_value(value, connection))  # type: ignore[union-attr]
     return " AND ".join(clauses), params
 
@@ -364,6 +382,8 @@ def consume_token(
     else:
         # Read, then let the DELETE's row count decide who won the race.
         token = EphemeralToken.objects.using(alias).filter(**lookups).first()
+        if token is not None and not _matches_exactly(token, lookups):
+            token = None
         if token is not None:
             deleted = EphemeralToken.objects.using(alias).filter(pk=token.pk, **lookups)._raw_delete(alias)
             if deleted != 1:
@@ -432,3 +452,43 @@ def revoke_tokens(
     if count:
         logger.debug("revoked %s tokens", count)
     return int(count)
+
+
+# Added for the two-factor login (docs/two-factor.md): read a pending login
+# together with its user in one statement, and cap a token's lifetime.
+
+
+def peek_token_related(
+    raw: Any,
+    token_type: str,
+    *,
+    related: tuple[str, ...],
+    challenge_id: str | None = None,
+    resource: str | None = None,
+    user: AbstractBaseUser | None = None,
+    now: datetime | None = None,
+) -> EphemeralToken | None:
+    """Like :func:`peek_token`, joining ``related`` (``select_related`` paths) in the same SELECT."""
+    lookups = _conditions(
+        raw, token_type, now=now or clock.now(), challenge_id=challenge_id, resource=resource, user=user
+    )
+    if lookups is None:
+        return None
+    rows = list(EphemeralToken.objects.using(_alias()).select_related(*related).filter(**lookups)[:1])
+    return rows[0] if rows and _matches_exactly(rows[0], lookups) else None
+
+
+def limit_expiry(token: EphemeralToken, *, expires_at: datetime) -> bool:
+    """Bring a live token's expiry forward to ``expires_at`` (never later); return whether it still lives."""
+    updated = (
+        EphemeralToken.objects.using(_alias())
+        .filter(pk=token.pk, token_type=token.token_type, expires_at__gt=expires_at)
+        .update(expires_at=expires_at)
+    )
+    if updated:
+        token.expires_at = expires_at
+        return True
+    return EphemeralToken.objects.using(_alias()).filter(pk=token.pk).exists()
+
+
+__all__ += ["limit_expiry", "peek_token_related"]

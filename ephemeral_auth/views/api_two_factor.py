@@ -1,7 +1,159 @@
-"""Placeholder: the views of this area are not written yet."""
+"""JSON two-factor endpoints: verify a pending login, and manage one's own second factors.
+
+See docs/two-factor.md ("HTTP API") for bodies, answers and error codes.
+"""
 
 from __future__ import annotations
 
-from django.urls import URLPattern
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import path
 
-urlpatterns: list[URLPattern] = []
+from ..services import email_otp, recovery, totp, two_factor
+from ..services import login as login_service
+from .json import api_view, optional_text, parse_json, required_text
+from .responses import clear_login_cookies, read_challenge, user_payload
+
+__all__ = [
+    "email_confirm",
+    "email_disable",
+    "email_enable",
+    "email_send",
+    "recovery_codes",
+    "status",
+    "totp_confirm",
+    "totp_disable",
+    "totp_setup",
+    "urlpatterns",
+    "verify",
+]
+
+CODE = login_service.MAX_CODE_LENGTH
+TOKEN = login_service.MAX_TOKEN_LENGTH
+
+
+@api_view(("POST",))
+def verify(request: HttpRequest) -> HttpResponse:
+    """Complete a pending login with a TOTP, emailed or recovery code."""
+    data = parse_json(request)
+    raw = required_text(data, "pre_auth_token", max_length=TOKEN)
+    method = required_text(data, "method", max_length=16)
+    code = required_text(data, "code", max_length=CODE)
+    user = login_service.verify_login(
+        request, pre_auth_token=raw, challenge=read_challenge(request), method=method, code=code
+    )
+    response = JsonResponse({"status": "authenticated", "user": user_payload(user, request)})
+    clear_login_cookies(response, request)
+    return response
+
+
+@api_view(("POST",))
+def email_send(request: HttpRequest) -> HttpResponse:
+    """Email a code for a pending login."""
+    data = parse_json(request)
+    raw = required_text(data, "pre_auth_token", max_length=TOKEN)
+    login_service.send_login_email(request, pre_auth_token=raw, challenge=read_challenge(request))
+    return JsonResponse({"status": "sent"})
+
+
+@api_view(("GET",), login_required=True)
+def status(request: HttpRequest) -> HttpResponse:
+    """Describe the user's second factors."""
+    return JsonResponse(two_factor.status(request.user))  # type: ignore[arg-type]
+
+
+def _remark(request: HttpRequest, *, verified: bool | None = None) -> None:
+    """Re-mark the session after the user changed their own 2FA configuration.
+
+    The change was made from this session, which proved the factor (or
+    enrolled it), so it stays verified; every other session must verify again
+    (the configuration's fingerprint changed).
+    """
+    user = request.user
+    keep = bool(getattr(request, "two_factor_verified", False)) if verified is None else verified
+    two_factor.mark_session(request, user, two_factor.load_state(user), verified=keep)  # type: ignore[arg-type]
+
+
+@api_view(("POST",), login_required=True)
+def totp_setup(request: HttpRequest) -> HttpResponse:
+    """Start enrolling an authenticator; replacing an active one needs ``code``."""
+    data = parse_json(request)
+    code = optional_text(data, "code", max_length=CODE)
+    setup = totp.setup(request.user, code=code or None, request=request)  # type: ignore[arg-type]
+    return JsonResponse(
+        {"secret": setup.secret, "provisioning_uri": setup.provisioning_uri, "qr_svg": setup.qr_svg}
+    )
+
+
+@api_view(("POST",), login_required=True)
+def totp_confirm(request: HttpRequest) -> HttpResponse:
+    """Confirm the new authenticator with one of its codes; answer the recovery codes (shown once)."""
+    data = parse_json(request)
+    code = required_text(data, "code", max_length=CODE)
+    codes = totp.confirm(request.user, code, request=request)  # type: ignore[arg-type]
+    _remark(request, verified=True)
+    return JsonResponse({"recovery_codes": codes})
+
+
+@api_view(("POST",), login_required=True)
+def totp_disable(request: HttpRequest) -> HttpResponse:
+    """Remove the authenticator (needs a current TOTP or recovery code)."""
+    data = parse_json(request)
+    code = required_text(data, "code", max_length=CODE)
+    totp.disable(request.user, code, request=request)  # type: ignore[arg-type]
+    _remark(request)
+    return JsonResponse({"status": "ok"})
+
+
+@api_view(("POST",), login_required=True)
+def recovery_codes(request: HttpRequest) -> HttpResponse:
+    """Replace the recovery codes (needs a current TOTP or recovery code)."""
+    data = parse_json(request)
+    code = required_text(data, "code", max_length=CODE)
+    codes = recovery.regenerate(request.user, code, request=request)  # type: ignore[arg-type]
+    return JsonResponse({"recovery_codes": codes})
+
+
+@api_view(("POST",), login_required=True)
+def email_enable(request: HttpRequest) -> HttpResponse:
+    """Email a confirmation code; answer the setup token for ``email/confirm/``."""
+    parse_json(request)
+    issued = email_otp.enable(request.user, request=request)  # type: ignore[arg-type]
+    return JsonResponse({"setup_token": issued.raw, "expires_in": issued.expires_in})
+
+
+@api_view(("POST",), login_required=True)
+def email_confirm(request: HttpRequest) -> HttpResponse:
+    """Turn email codes on with the setup token and the emailed code."""
+    data = parse_json(request)
+    setup_token = required_text(data, "setup_token", max_length=TOKEN)
+    code = required_text(data, "code", max_length=CODE)
+    codes = email_otp.confirm(request.user, setup_token, code, request=request)  # type: ignore[arg-type]
+    _remark(request, verified=True)
+    body: dict[str, object] = {"status": "ok"}
+    if codes:
+        body["recovery_codes"] = codes
+    return JsonResponse(body)
+
+
+@api_view(("POST",), login_required=True)
+def email_disable(request: HttpRequest) -> HttpResponse:
+    """Turn email codes off (needs the password)."""
+    data = parse_json(request)
+    password = optional_text(data, "password", max_length=email_otp.MAX_PASSWORD_LENGTH)
+    email_otp.disable(request.user, password, request=request)  # type: ignore[arg-type]
+    _remark(request)
+    return JsonResponse({"status": "ok"})
+
+
+urlpatterns = [
+    path("2fa/", status, name="two_factor_status"),
+    path("2fa/verify/", verify, name="two_factor_verify"),
+    path("2fa/email/send/", email_send, name="two_factor_email_send"),
+    path("2fa/totp/setup/", totp_setup, name="totp_setup"),
+    path("2fa/totp/confirm/", totp_confirm, name="totp_confirm"),
+    path("2fa/totp/disable/", totp_disable, name="totp_disable"),
+    path("2fa/recovery-codes/", recovery_codes, name="recovery_codes"),
+    path("2fa/email/enable/", email_enable, name="email_enable"),
+    path("2fa/email/confirm/", email_confirm, name="email_confirm"),
+    path("2fa/email/disable/", email_disable, name="email_disable"),
+]

@@ -1,0 +1,109 @@
+"""Forms of the HTML pages (login and two-factor).
+
+They only check shape (types, sizes); every policy decision (is the code
+right, is the user locked out) is the services'. The JSON views apply the
+same limits through ``views.json.required_text``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+from .services.inputs import is_plain_text
+from .services.login import MAX_CODE_LENGTH, MAX_IDENTIFIER_LENGTH, MAX_PASSWORD_LENGTH, MAX_TOKEN_LENGTH
+
+__all__ = [
+    "CodeForm",
+    "EmailConfirmForm",
+    "LoginForm",
+    "PasswordForm",
+    "TotpStartForm",
+    "VerifyForm",
+]
+
+METHOD_LABELS = {
+    "totp": _("Authenticator app"),
+    "email": _("Code sent by email"),
+    "recovery": _("Recovery code"),
+}
+
+
+class _PlainTextMixin:
+    """Refuse NUL bytes and lone surrogates in every field (the database would)."""
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean()  # type: ignore[misc]
+        for name, value in list(cleaned.items()):
+            if isinstance(value, str) and value and not is_plain_text(value, max_length=100_000):
+                self.add_error(name, _("Enter text without control characters."))  # type: ignore[attr-defined]
+        return cleaned
+
+
+class LoginForm(_PlainTextMixin, forms.Form):
+    username = forms.CharField(
+        label=_("Username or email"),
+        max_length=MAX_IDENTIFIER_LENGTH,
+        widget=forms.TextInput(attrs={"autofocus": True, "autocomplete": "username", "autocapitalize": "none"}),
+    )
+    password = forms.CharField(
+        label=_("Password"),
+        max_length=MAX_PASSWORD_LENGTH,
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+    )
+
+
+def _code_field(label: Any = None, *, required: bool = True) -> forms.CharField:
+    return forms.CharField(
+        label=label or _("Code"),
+        max_length=MAX_CODE_LENGTH,
+        required=required,
+        widget=forms.TextInput(
+            attrs={
+                "autocomplete": "one-time-code", "inputmode": "text", "autocapitalize": "none", "spellcheck": "false",
+            }
+        ),
+    )
+
+
+class VerifyForm(_PlainTextMixin, forms.Form):
+    """The second step of a login: which method, and its code."""
+
+    method = forms.ChoiceField(label=_("Method"), widget=forms.RadioSelect)
+    code = _code_field()
+
+    def __init__(self, *args: Any, methods: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["method"].choices = [(m, METHOD_LABELS[m]) for m in methods]  # type: ignore[attr-defined]
+        if methods:
+            self.fields["method"].initial = methods[0]
+
+
+class CodeForm(_PlainTextMixin, forms.Form):
+    """A current TOTP code, or a recovery code."""
+
+    code = _code_field()
+
+
+class TotpStartForm(_PlainTextMixin, forms.Form):
+    """Start an authenticator enrolment; replacing an active one needs a current code."""
+
+    code = _code_field(_("Code from your current authenticator (or a recovery code)"), required=False)
+
+
+class EmailConfirmForm(_PlainTextMixin, forms.Form):
+    setup_token = forms.CharField(max_length=MAX_TOKEN_LENGTH, widget=forms.HiddenInput)
+    code = _code_field(_("Code from the email"))
+
+
+class PasswordForm(_PlainTextMixin, forms.Form):
+    password = forms.CharField(
+        label=_("Password"),
+        max_length=MAX_PASSWORD_LENGTH,
+        strip=False,
+        required=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+    )

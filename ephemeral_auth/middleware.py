@@ -1,0 +1,126 @@
+"""TwoFactorMiddleware: a session that skipped the second factor is not logged in.
+
+Put it after ``django.contrib.auth.middleware.AuthenticationMiddleware``::
+
+    MIDDLEWARE = [..., "django.contrib.auth.middleware.AuthenticationMiddleware",
+                  "ephemeral_auth.middleware.TwoFactorMiddleware", ...]
+
+For every request it sets ``request.two_factor_verified`` (bool). When the
+session's user has 2FA enabled but the session did not pass the 2FA step
+(Django admin's login form, any other ``login()`` call, a login from before
+2FA was enabled, or one verified against an authenticator since replaced),
+``request.user`` becomes ``AnonymousUser`` for the request: views and
+decorators see an anonymous visitor and send them to log in properly.
+
+Cost: the 2FA state is cached in the session (``services.two_factor``
+``SESSION_KEY``) and re-read at most every ``TWO_FACTOR_STATE_MAX_AGE``
+seconds (default 60), so an authenticated request costs no extra query most
+of the time. The trade-off: a 2FA change made in another session (enabling
+2FA, replacing the authenticator) reaches this session within that many
+seconds. Set it to 0 to re-read on every authenticated request. Requests
+without a session cookie cost nothing.
+
+With ``EPHEMERAL_AUTH_REQUIRE_2FA_FOR_STAFF`` staff users without 2FA are
+sent to ``TWO_FACTOR_ENROLMENT_URL`` (JSON clients get 403
+``two_factor_enrolment_required``); ephemeral_auth's own pages stay reachable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib.auth import SESSION_KEY as AUTH_SESSION_KEY
+from django.contrib.auth.models import AnonymousUser
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import resolve_url
+from django.utils.translation import gettext as _
+
+from . import clock, conf
+from .services import two_factor
+
+__all__ = ["TwoFactorMiddleware"]
+
+# URL namespaces of ephemeral_auth's own views: always reachable (logout, enrolment, reset...).
+OWN_NAMESPACES = frozenset({"ephemeral_auth", "ephemeral_auth_api"})
+
+
+class TwoFactorMiddleware:
+    """Expose ``request.two_factor_verified``; hide users whose session skipped their second factor."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        self.process_request(request)
+        return self.get_response(request)
+
+    def process_request(self, request: HttpRequest) -> None:
+        request.two_factor_verified = False  # type: ignore[attr-defined]
+        request.two_factor_enabled = False  # type: ignore[attr-defined]
+        session = getattr(request, "session", None)
+        if session is None or session.session_key is None:
+            return  # no session cookie: anonymous, and no query spent finding out
+        user_id = session.get(AUTH_SESSION_KEY)
+        if user_id is None:
+            return
+        enabled, verified = self._state(request, str(user_id))
+        request.two_factor_enabled = enabled  # type: ignore[attr-defined]
+        request.two_factor_verified = verified  # type: ignore[attr-defined]
+        if enabled and not verified:
+            anonymous = AnonymousUser()
+            request.user = anonymous
+
+            async def auser() -> AnonymousUser:
+                return anonymous
+
+            request.auser = auser  # type: ignore[attr-defined]
+
+    def _state(self, request: HttpRequest, user_id: str) -> tuple[bool, bool]:
+        """Return (2FA enabled, session verified) for the session's user, re-reading when stale."""
+        mark = two_factor.session_mark(request)
+        now = clock.now()
+        stamp = int(now.timestamp())
+        max_age = int(conf.get("TWO_FACTOR_STATE_MAX_AGE") or 0)
+        same_user = mark is not None and str(mark["u"]) == user_id
+        if same_user and max_age > 0 and 0 <= stamp - int(mark["t"]) < max_age:  # type: ignore[index]
+            return bool(mark["f"]), bool(mark["v"])  # type: ignore[index]
+        state = two_factor.load_state(user_id)
+        verified = bool(same_user and mark["v"] and mark["f"] == state.fingerprint)  # type: ignore[index]
+        fresh = {"u": user_id, "f": state.fingerprint, "v": verified, "t": stamp}
+        if max_age > 0 or mark is None or {k: v for k, v in mark.items() if k != "t"} != {
+            k: v for k, v in fresh.items() if k != "t"
+        }:
+            request.session[two_factor.SESSION_KEY] = fresh  # type: ignore[attr-defined]
+        return state.enabled, verified
+
+    def process_view(
+        self, request: HttpRequest, view_func: Callable[..., Any], view_args: Any, view_kwargs: Any
+    ) -> HttpResponse | None:
+        """Send staff users without 2FA to enrolment when the project requires it."""
+        if not conf.get("REQUIRE_2FA_FOR_STAFF") or getattr(request, "two_factor_enabled", False):
+            return None
+        user = getattr(request, "user", None)
+        if user is None or not user.is_authenticated or not getattr(user, "is_staff", False):
+            return None
+        match = request.resolver_match
+        if match is not None and OWN_NAMESPACES.intersection(match.namespaces):
+            return None
+        if _wants_json(request):
+            from .views.json import error
+
+            return error(
+                "two_factor_enrolment_required",
+                _("Staff accounts must set up two-factor authentication first."),
+                status=403,
+            )
+        target = resolve_url(conf.get("TWO_FACTOR_ENROLMENT_URL"))
+        return HttpResponseRedirect(f"{target}?{urlencode({'next': request.get_full_path()})}")
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    accept = request.headers.get("Accept", "")
+    return request.content_type == "application/json" or (
+        "application/json" in accept and "text/html" not in accept
+    )

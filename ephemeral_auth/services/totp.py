@@ -1,0 +1,286 @@
+"""TOTP (RFC 6238) with pyotp: enrolment, verification and the replay guard.
+
+Security reasoning:
+
+* Secrets are encrypted at rest (``crypto.encrypt``, Fernet with rotation).
+* A code is accepted at most once across its whole acceptance window (seed
+  weakness 1). We find the exact time step the code belongs to, trying every
+  offset in ``-TOTP_TOLERANCE..+TOTP_TOLERANCE`` with a constant-time compare,
+  and accept it only through one conditional UPDATE:
+  ``SET totp_last_step = s WHERE pk = u AND (totp_last_step < s OR IS NULL)``.
+  The database decides: of parallel requests with the same code exactly one
+  updates the row, and a code of step ``s`` can never be used again, nor can
+  any code of an earlier step, including through the ``+1`` window.
+* The enrolment code is recorded the same way, so the code typed at setup
+  cannot be replayed at login.
+* Re-enrolment writes a *pending* secret; the active one keeps working until
+  the new authenticator is confirmed (seed weakness 11). Replacing an active
+  authenticator requires a current code.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import pyotp
+from django.db.models import Q
+from django.utils.translation import gettext
+
+from .. import clock, conf, crypto
+from ..exceptions import InvalidCode, InvalidInput, NotEnrolled, ServiceUnavailable
+from ..models import TokenType, UserTwoFactor
+from . import recovery, tokens
+from .inputs import is_plain_text
+from .two_factor import check_user_code, count_attempt, load_state, note_failure
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+
+    from .login import PendingLogin
+
+__all__ = [
+    "TotpSetup",
+    "accept",
+    "check_login_code",
+    "confirm",
+    "disable",
+    "matching_step",
+    "new_secret",
+    "normalize",
+    "pending_setup",
+    "provisioning_uri",
+    "qr_svg",
+    "setup",
+    "step_at",
+]
+
+logger = logging.getLogger("ephemeral_auth.totp")
+
+
+def _totp(secret: str) -> pyotp.TOTP:
+    try:
+        return pyotp.TOTP(secret, digits=int(conf.get("TOTP_DIGITS")), interval=int(conf.get("TOTP_PERIOD")))
+    except (ValueError, TypeError):
+        # Not base32 or too short for pyotp (e.g. an imported 80-bit secret): fail closed.
+        logger.error("a stored TOTP secret is unusable (not base32 or shorter than 112 bits)")
+        raise ServiceUnavailable() from None
+
+
+def new_secret() -> str:
+    """Return a fresh base32 secret (160 bits, what authenticator apps expect)."""
+    return pyotp.random_base32()
+
+
+def normalize(code: Any) -> str | None:
+    """Return the code as ASCII digits of the configured length, or None.
+
+    Spaces and hyphens are dropped ("123 456"); anything else (letters,
+    non-ASCII digits such as "١٢٣") makes the code malformed.
+    """
+    if not isinstance(code, str):
+        return None
+    cleaned = code.strip().replace(" ", "").replace("-", "")
+    digits = int(conf.get("TOTP_DIGITS"))
+    if len(cleaned) != digits or not cleaned.isascii() or not cleaned.isdigit():
+        return None
+    return cleaned
+
+
+def step_at(now: datetime) -> int:
+    """Return the TOTP time step (counter) of an instant."""
+    return int(now.timestamp()) // int(conf.get("TOTP_PERIOD"))
+
+
+def matching_step(secret: str, code: str, *, now: datetime) -> int | None:
+    """Return the time step within the tolerance whose code is ``code``, or None.
+
+    Every candidate step is computed and compared in constant time, so the
+    answer's timing does not tell which offset matched. If two steps share the
+    code (a one-in-a-million coincidence) the later one is taken: the replay
+    guard then refuses more, never less.
+    """
+    totp = _totp(secret)
+    current = step_at(now)
+    tolerance = int(conf.get("TOTP_TOLERANCE"))
+    found: int | None = None
+    for offset in range(-tolerance, tolerance + 1):
+        step = current + offset
+        if step < 0:
+            continue
+        if hmac.compare_digest(totp.generate_otp(step).encode(), code.encode()):
+            found = step
+    return found
+
+
+def _secret(encrypted: str) -> str:
+    try:
+        return crypto.decrypt(encrypted)
+    except crypto.DecryptionFailed:
+        # Keys were lost or rotated away: fail closed, loudly for the operator.
+        logger.error("a TOTP secret cannot be decrypted: check EPHEMERAL_AUTH_ENCRYPTION_KEYS")
+        raise ServiceUnavailable() from None
+
+
+def _record_step(row: UserTwoFactor, step: int, *, now: datetime) -> bool:
+    """Accept ``step`` for ``row`` only if it is later than every accepted step. One UPDATE.
+
+    The same statement stamps ``updated_at``, which restarts the user's 2FA
+    failure window (see two_factor._window).
+    """
+    updated = (
+        UserTwoFactor.objects.filter(pk=row.pk)
+        .filter(Q(totp_last_step__lt=step) | Q(totp_last_step__isnull=True))
+        .update(totp_last_step=step, updated_at=now)
+    )
+    return updated == 1
+
+
+def accept(row: UserTwoFactor, code: str, *, now: datetime) -> bool:
+    """Return whether ``code`` is a fresh, valid code of the active authenticator (and use it up)."""
+    if not row.totp_enabled:
+        return False
+    step = matching_step(_secret(row.totp_secret), code, now=now)
+    if step is None:
+        return False
+    if not _record_step(row, step, now=now):
+        logger.info("refused a replayed TOTP code for user #%s", row.pk)
+        return False
+    return True
+
+
+def check_login_code(pending: PendingLogin, code: str, *, now: datetime, request: Any = None) -> None:
+    """Verify the TOTP code of a pending login; raise InvalidCode. The attempt was counted already."""
+    row = pending.state.row
+    if row is None or not accept(row, code, now=now):
+        raise InvalidCode()
+
+
+# Enrolment.
+
+
+@dataclass(frozen=True)
+class TotpSetup:
+    """A new authenticator waiting for confirmation: show it once."""
+
+    secret: str = field(repr=False)
+    provisioning_uri: str = field(repr=False)
+    qr_svg: str = field(repr=False)
+
+
+def provisioning_uri(user: AbstractBaseUser, secret: str) -> str:
+    """Return the otpauth:// URI an authenticator app reads from the QR code."""
+    issuer = str(conf.get("TOTP_ISSUER") or "") or None
+    return _totp(secret).provisioning_uri(name=user.get_username(), issuer_name=issuer)
+
+
+def qr_svg(data: str) -> str:
+    """Render ``data`` as an inline SVG QR code (server side, no JavaScript, no image request)."""
+    import io
+
+    import segno
+
+    buffer = io.BytesIO()
+    segno.make(data, error="m").save(
+        buffer, kind="svg", scale=5, border=2, xmldecl=False, svgns=True, nl=False, title=None
+    )
+    return buffer.getvalue().decode("utf-8")
+
+
+def setup(user: AbstractBaseUser, *, code: Any = None, now: datetime | None = None, request: Any = None) -> TotpSetup:
+    """Start (or restart) enrolling an authenticator; the active one keeps working.
+
+    Replacing an active authenticator needs a current code (TOTP or recovery):
+    raises InvalidCode / RateLimited / InvalidInput from that check.
+    """
+    now = now or clock.now()
+    state = load_state(user)
+    if state.totp:
+        if code in (None, ""):
+            raise InvalidCode(_code_required_message())
+        check_user_code(user, code, now=now, request=request)
+    secret = new_secret()
+    # A restarted setup replaces the previous pending secret (its QR code stops working).
+    UserTwoFactor.objects.update_or_create(user_id=user.pk, defaults={"totp_pending_secret": crypto.encrypt(secret)})
+    uri = provisioning_uri(user, secret)
+    return TotpSetup(secret=secret, provisioning_uri=uri, qr_svg=qr_svg(uri))
+
+
+def _code_required_message() -> str:
+    return gettext("Enter a code from your current authenticator (or a recovery code) to replace it.")
+
+
+def confirm(user: AbstractBaseUser, code: Any, *, now: datetime | None = None, request: Any = None) -> list[str]:
+    """Confirm the pending authenticator with one of its codes; return fresh recovery codes.
+
+    The new secret becomes active in one conditional UPDATE (a parallel
+    confirm or a restarted setup makes it match nothing), and the step of the
+    confirming code is recorded so it cannot be replayed at login. Raises
+    NotEnrolled (no setup started), InvalidCode, RateLimited.
+    """
+    if not is_plain_text(code, max_length=64) or not code:
+        raise InvalidInput(
+            gettext("%(name)s must be text of at most %(n)s characters.") % {"name": "code", "n": 64},
+            field="code",
+        )
+    now = now or clock.now()
+    state = load_state(user)
+    row = state.row
+    if row is None or not row.totp_pending_secret:
+        raise NotEnrolled()
+    cleaned = normalize(code)
+    if cleaned is None:
+        raise InvalidCode()
+    count_attempt(user, state, now=now)
+    secret = _secret(row.totp_pending_secret)
+    step = matching_step(secret, cleaned, now=now)
+    if step is None:
+        note_failure(user, state, now=now, request=request)
+        raise InvalidCode()
+    activated = UserTwoFactor.objects.filter(pk=row.pk, totp_pending_secret=row.totp_pending_secret).update(
+        totp_secret=crypto.encrypt(secret),
+        totp_pending_secret="",
+        totp_confirmed_at=now,
+        # A new secret has its own history: its confirming step is the first accepted.
+        totp_last_step=step,
+        updated_at=now,
+    )
+    if activated != 1:
+        raise InvalidCode()
+    # Logins pending against the old configuration must start again.
+    tokens.revoke_tokens(user=user, token_type=TokenType.PRE_AUTH)
+    logger.info("TOTP authenticator confirmed for user #%s", user.pk)
+    return recovery.generate(user)
+
+
+def disable(user: AbstractBaseUser, code: Any, *, now: datetime | None = None, request: Any = None) -> None:
+    """Remove the authenticator after checking a current code (TOTP or recovery).
+
+    Without any method left, the recovery codes go too. Raises NotEnrolled,
+    InvalidCode, RateLimited.
+    """
+    now = now or clock.now()
+    state = load_state(user)
+    if not state.totp:
+        raise NotEnrolled()
+    check_user_code(user, code, now=now, request=request)
+    UserTwoFactor.objects.filter(pk=user.pk).update(
+        totp_secret="", totp_pending_secret="", totp_confirmed_at=None, updated_at=now
+    )
+    if not state.email:
+        recovery.delete_all(user)
+    tokens.revoke_tokens(user=user, token_type=TokenType.PRE_AUTH)
+    logger.info("TOTP authenticator removed for user #%s", user.pk)
+
+
+def pending_setup(user: AbstractBaseUser) -> TotpSetup | None:
+    """Return the enrolment waiting for confirmation, to show it again (None if there is none)."""
+    row = UserTwoFactor.objects.filter(pk=user.pk).first()
+    if row is None or not row.totp_pending_secret:
+        return None
+    secret = _secret(row.totp_pending_secret)
+    uri = provisioning_uri(user, secret)
+    return TotpSetup(secret=secret, provisioning_uri=uri, qr_svg=qr_svg(uri))

@@ -1,0 +1,110 @@
+"""Headless Chromium through the example project: password, TOTP enrolment, TOTP login.
+
+The browser is Debian's chromium driven by Playwright's sync API against
+pytest-django's ``live_server`` (the example project's URLs and templates).
+The server runs in this process, so the frozen app clock of the ``clock``
+fixture is the server's clock too: the test moves to the next TOTP step
+instead of sleeping.
+
+Run: ``bash .ci/e2e-setup.sh && pytest -m e2e tests/e2e/test_browser_two_factor.py``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pyotp
+import pytest
+
+from tests.factories import PASSWORD, UserFactory
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+def page(monkeypatch):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    # Playwright's sync API runs an event loop in this thread; the ORM calls of
+    # the test itself are still synchronous and safe.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        context = browser.new_context()
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        yield page
+        context.close()
+        browser.close()
+
+
+@pytest.fixture
+def person(transactional_db):
+    """The account of the test, created before Playwright starts.
+
+    ORM calls made while Playwright's sync API runs happen in another context
+    and open a connection nobody closes (PostgreSQL then cannot drop the test
+    database): the test body therefore makes none.
+    """
+    return UserFactory()
+
+
+def sign_in(page, base, username):
+    page.goto(base + "/")
+    page.click("#link-login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+
+
+def test_password_then_totp_enrolment_then_totp_login(person, live_server, clock, page):
+    user = person
+    base = live_server.url
+
+    # 1. Password only: no 2FA yet, signed in straight away.
+    sign_in(page, base, user.username)
+    page.wait_for_url(base + "/")
+    assert "Signed in as" in page.inner_text("#status")
+
+    # 2. Enrol an authenticator with the secret shown on the page (no QR scanning).
+    page.click("#link-totp")
+    page.click("button[value=start]")
+    assert page.locator(".qr svg").count() == 1
+    secret = page.inner_text("#totp-secret").strip()
+    assert re.fullmatch(r"[A-Z2-7]{32}", secret)
+    totp = pyotp.TOTP(secret)
+    page.fill("input[name=code]", totp.at(clock.now))
+    page.click("button[value=confirm]")
+    codes = page.locator("#recovery-codes li").all_inner_texts()
+    assert len(codes) == 10
+    page.click("#recovery-codes-done")
+
+    # 3. Sign out (a POST from the confirmation page).
+    page.goto(base + "/")
+    page.click("#link-logout")
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/")
+    assert "Not signed in" in page.inner_text("#status")
+
+    # 4. Sign in again: the password step continues to the code step.
+    sign_in(page, base, user.username)
+    page.wait_for_url(re.compile(r".*/accounts/2fa/verify/.*"))
+    cookies = {c["name"]: c for c in page.context.cookies()}
+    assert cookies["ephemeral_auth_challenge"]["httpOnly"] and cookies["ephemeral_auth_pending"]["httpOnly"]
+    clock.advance(30)  # the enrolment code was used up; the next step's code is fresh
+    page.check("input[name=method][value=totp]")
+    page.fill("input[name=code]", totp.at(clock.now))
+    page.click("button[value=verify]")
+    page.wait_for_url(base + "/")
+    assert "passed two-factor authentication" in page.inner_text("#status")
+    remaining = {c["name"] for c in page.context.cookies()}
+    assert "ephemeral_auth_challenge" not in remaining and "ephemeral_auth_pending" not in remaining

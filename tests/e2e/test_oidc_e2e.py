@@ -1,0 +1,649 @@
+"""OIDC sign-in end to end against a REAL OpenID provider on loopback.
+
+The provider is npm ``oidc-provider`` 8.x (tests/e2e/oidc_provider/provider.mjs,
+installed by ``npm ci`` from the pinned package-lock.json; .ci/e2e-setup.sh
+does it). It is started once per session on a free loopback port; its dev login
+and consent forms are driven with ``requests`` and ``html.parser``.
+
+Three relying-party set-ups:
+
+* the Django test client (in-process, any database backend) for the probes:
+  happy paths in session and SPA mode, replayed and expired state, a callback
+  in another browser, a nonce mismatch, two tabs, the statement budget, ...;
+* the example project under ``gunicorn -w 4 --no-control-socket`` on
+  PostgreSQL, driven over HTTP (gunicorn's access log records the worker PID of
+  each request);
+* headless Chromium (Playwright) clicking the example project's
+  "Sign in with ..." button, with SameSite=Strict session cookies and the
+  provider on another site (127.0.0.1 vs localhost).
+
+Run: ``bash .ci/e2e-setup.sh && DATABASE_URL=... pytest -m e2e tests/e2e``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit, urlunsplit
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+PROVIDER_DIR = Path(__file__).resolve().parent / "oidc_provider"
+
+pytestmark = pytest.mark.e2e
+
+CLIENT = {"client_id": "ea-e2e", "client_secret": "ea-e2e-secret-0123456789"}
+SECOND_CLIENT = {"client_id": "ea-e2e-second", "client_secret": "ea-e2e-second-secret-0123456789"}
+TESTSERVER_CALLBACK = "http://testserver/api/auth/oidc/callback/"
+
+
+# The real provider.
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_http(url: str, *, process: subprocess.Popen | None = None, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited with {process.returncode}")
+        try:
+            requests.get(url, timeout=10, allow_redirects=False)
+            return
+        except (requests.ConnectionError, requests.Timeout):
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer in {seconds} s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class Provider:
+    """The running oidc-provider: its issuer and clients."""
+
+    def __init__(self, issuer: str) -> None:
+        self.issuer = issuer
+
+    @property
+    def discovery_url(self) -> str:
+        return f"{self.issuer}/.well-known/openid-configuration"
+
+    def settings(self, client: dict[str, str] = CLIENT, **overrides: Any) -> dict[str, Any]:
+        return {"name": "Test IdP", "discovery_url": self.discovery_url, **client, **overrides}
+
+
+@pytest.fixture(scope="session")
+def rp_port() -> int:
+    """The port the example project's gunicorn will listen on (registered at the provider)."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def provider(rp_port: int, tmp_path_factory: Any) -> Iterator[Provider]:
+    """Start the real OpenID provider once for the session."""
+    node = shutil.which("node")
+    if node is None or not (PROVIDER_DIR / "node_modules" / "oidc-provider").is_dir():
+        pytest.fail("the test provider is not installed: run `npm ci` in tests/e2e/oidc_provider (.ci/e2e-setup.sh)")
+    port = free_port()
+    callbacks = [TESTSERVER_CALLBACK, f"http://localhost:{rp_port}/api/auth/oidc/callback/"]
+    clients = [{**CLIENT, "redirect_uris": callbacks}, {**SECOND_CLIENT, "redirect_uris": callbacks}]
+    env = {**os.environ, "OIDC_PORT": str(port), "OIDC_CLIENTS": json.dumps(clients)}
+    log = tmp_path_factory.mktemp("oidc_provider") / "provider.log"
+    with log.open("w") as output:
+        process = subprocess.Popen([node, "provider.mjs"], cwd=PROVIDER_DIR, env=env, stdout=output, stderr=output)
+    try:
+        deadline = time.monotonic() + 30
+        while "listening" not in log.read_text():
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the OpenID provider did not start:\n{log.read_text()}")
+            time.sleep(0.05)
+        yield Provider(f"http://127.0.0.1:{port}")
+    finally:
+        stop(process)
+
+
+# A browser for the provider's forms.
+
+
+class Forms(HTMLParser):
+    """Collect the forms of a page: action, method and input values (buttons ignored)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.forms: list[dict[str, Any]] = []
+        self.links: list[tuple[str, str]] = []
+        self._href: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = {k: v or "" for k, v in attrs}
+        if tag == "form":
+            action, method = attributes.get("action", ""), attributes.get("method", "get")
+            self.forms.append({"action": action, "method": method, "fields": {}})
+        elif tag == "input" and self.forms and attributes.get("name"):
+            self.forms[-1]["fields"][attributes["name"]] = attributes.get("value", "")
+        elif tag == "a":
+            self._href = attributes.get("href")
+
+    def handle_data(self, data: str) -> None:
+        if self._href is not None and data.strip():
+            self.links.append((data.strip(), self._href))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a":
+            self._href = None
+
+
+def parse_forms(html: str) -> Forms:
+    parser = Forms()
+    parser.feed(html)
+    return parser
+
+
+def provider_login(
+    session: requests.Session, authorization_url: str, *, login: str, stop_at: str, cancel: bool = False
+) -> str:
+    """Drive the provider from the authorization URL to its redirect back; return that URL.
+
+    Fills the dev login form with ``login`` (any password) and accepts the
+    consent form; ``cancel`` clicks "[ Cancel ]" on the login page instead.
+    Stops (without following) at the first redirect to ``stop_at``.
+    """
+    url = authorization_url
+    method, data = "GET", None
+    for _ in range(12):
+        response = session.request(method, url, data=data, allow_redirects=False, timeout=10)
+        if response.is_redirect:
+            url = urljoin(url, response.headers["Location"])
+            method, data = "GET", None
+            if url.startswith(stop_at):
+                return url
+            continue
+        assert response.status_code == 200, (response.status_code, response.text[:500])
+        page = parse_forms(response.text)
+        if cancel:
+            href = dict(page.links)["[ Cancel ]"]
+            url, method, data = urljoin(url, href), "GET", None
+            continue
+        form = page.forms[0]
+        fields = dict(form["fields"])
+        if fields.get("prompt") == "login":
+            fields.update({"login": login, "password": "any password"})
+        url, method, data = urljoin(url, form["action"]), form["method"].upper(), fields
+    raise AssertionError("the provider did not redirect back")
+
+
+def q(url: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+def frag(url: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).fragment).items()}
+
+
+def replace_param(url: str, **params: str) -> str:
+    parts = urlsplit(url)
+    query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    query.update(params)
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+# The in-process relying party (Django test client).
+
+
+@pytest.fixture
+def idp(provider: Provider, settings: Any) -> Provider:
+    """Configure the real provider as "idp" (and its second client as "idp2") in this process."""
+    from django.core.cache import caches
+
+    settings.EPHEMERAL_AUTH_OIDC_PROVIDERS = {
+        "idp": provider.settings(),
+        "idp2": provider.settings(SECOND_CLIENT, name="Second IdP"),
+    }
+    caches["default"].clear()
+    return provider
+
+
+class Browser:
+    """One browser: a Django test client for our site, a requests session for the provider."""
+
+    def __init__(self) -> None:
+        from django.test import Client
+
+        self.client = Client()
+        self.idp = requests.Session()
+
+    def start(self, provider: str = "idp", **params: str) -> str:
+        response = self.client.get(f"/api/auth/oidc/{provider}/authorize/", params)
+        assert response.status_code == 302, response
+        return response["Location"]
+
+    def at_provider(self, authorization_url: str, *, login: str = "alice", cancel: bool = False) -> str:
+        back = provider_login(self.idp, authorization_url, login=login, stop_at="http://testserver/", cancel=cancel)
+        parts = urlsplit(back)
+        return f"{parts.path}?{parts.query}"
+
+    def callback(self, callback: str) -> Any:
+        return self.client.get(callback)
+
+    def sign_in(self, provider: str = "idp", *, login: str = "alice", **params: str) -> Any:
+        return self.callback(self.at_provider(self.start(provider, **params), login=login))
+
+    def session_user(self) -> str | None:
+        from django.contrib.auth import SESSION_KEY
+
+        return self.client.session.get(SESSION_KEY)
+
+
+@pytest.fixture
+def browser() -> Browser:
+    return Browser()
+
+
+def oidc_error(response: Any) -> str | None:
+    assert response.status_code == 302, response
+    return q(response["Location"]).get("oidc_error") or frag(response["Location"]).get("oidc_error")
+
+
+@pytest.mark.django_db
+def test_session_mode_happy_path_creates_then_reuses_the_account(browser: Browser, idp: Provider) -> None:
+    from ephemeral_auth.models import EphemeralToken, OIDCIdentity
+
+    response = browser.sign_in(login="alice", next="/after/")
+    assert response.status_code == 302 and response["Location"] == "/after/"
+    identity = OIDCIdentity.objects.get(provider="idp", subject="alice")
+    assert browser.session_user() == str(identity.user.pk)
+    assert identity.user.email == "alice@example.com"
+    assert not EphemeralToken.objects.exists()
+
+    again = Browser()
+    assert again.sign_in(login="alice")["Location"] == "/"
+    assert again.session_user() == str(identity.user.pk)
+    assert OIDCIdentity.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_verified_email_links_an_existing_account(browser: Browser, idp: Provider) -> None:
+    from tests.factories import UserFactory
+
+    user = UserFactory(username="carol-local", email="carol@example.com")
+    browser.sign_in(login="carol")
+    assert browser.session_user() == str(user.pk)
+
+
+@pytest.mark.django_db
+def test_unverified_email_does_not_link(browser: Browser, idp: Provider) -> None:
+    from tests.factories import UserFactory
+
+    UserFactory(email="unverified-dave@example.com")
+    assert oidc_error(browser.sign_in(login="unverified-dave")) == "email_not_verified"
+    assert browser.session_user() is None
+
+
+@pytest.mark.django_db
+def test_spa_mode_happy_path(browser: Browser, idp: Provider) -> None:
+    from ephemeral_auth.models import EphemeralToken, TokenType
+
+    response = browser.sign_in(login="erin", mode="spa", next="/spa/")
+    target = response["Location"]
+    assert target.startswith("/spa/#oidc_token=")
+    assert browser.session_user() is None
+    assert EphemeralToken.objects.filter(token_type=TokenType.OIDC_EXCHANGE).count() == 1
+    token = browser.client.get("/api/auth/csrf/").json()["csrf_token"]
+    answer = browser.client.post(
+        "/api/auth/oidc/exchange/", {"oidc_token": frag(target)["oidc_token"]},
+        content_type="application/json", HTTP_X_CSRFTOKEN=token,
+    )
+    assert answer.status_code == 200
+    assert answer.json()["status"] == "authenticated" and answer.json()["user"]["username"] == "erin"
+    assert browser.session_user() is not None
+    replay = browser.client.post(
+        "/api/auth/oidc/exchange/", {"oidc_token": frag(target)["oidc_token"]},
+        content_type="application/json", HTTP_X_CSRFTOKEN=token,
+    )
+    assert replay.status_code == 401 and replay.json()["error"] == "invalid_token"
+
+
+@pytest.mark.django_db
+def test_replayed_state_is_refused(browser: Browser, idp: Provider) -> None:
+    callback = browser.at_provider(browser.start(), login="frank")
+    assert browser.callback(callback)["Location"] == "/"
+    browser.client.logout()
+    assert oidc_error(browser.callback(callback)) == "invalid_state"
+    assert browser.session_user() is None
+
+
+@pytest.mark.django_db
+def test_expired_state_is_refused(browser: Browser, idp: Provider, settings: Any, monkeypatch: Any) -> None:
+    from ephemeral_auth import clock
+
+    settings.EPHEMERAL_AUTH_TOKEN_TTLS = {"oidc_state": 30}
+    callback = browser.at_provider(browser.start(), login="grace")
+    later = clock.now() + timedelta(seconds=31)
+    monkeypatch.setattr(clock, "now", lambda: later)
+    assert oidc_error(browser.callback(callback)) == "invalid_state"
+    assert browser.session_user() is None
+
+
+@pytest.mark.django_db
+def test_callback_in_another_browser_logs_nobody_in(browser: Browser, idp: Provider) -> None:
+    from ephemeral_auth.models import EphemeralToken
+
+    # Login CSRF: the attacker completes their own login and sends the callback URL to a victim.
+    attacker_callback = browser.at_provider(browser.start(), login="mallory")
+    victim = Browser()
+    assert oidc_error(victim.callback(attacker_callback)) == "invalid_state"
+    assert victim.session_user() is None
+    # Nothing was consumed: the state still belongs to the attacker's browser only.
+    assert EphemeralToken.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_nonce_mismatch(browser: Browser, idp: Provider) -> None:
+    """The authorization request's nonce is tampered with on its way to the provider.
+
+    The provider signs whatever nonce it was sent into the ID token; the callback
+    compares it with the nonce stored for the state and refuses.
+    """
+    from ephemeral_auth.models import EphemeralToken
+
+    tampered = replace_param(browser.start(), nonce="attacker-chosen-nonce")
+    response = browser.callback(browser.at_provider(tampered, login="heidi"))
+    assert oidc_error(response) == "nonce_mismatch"
+    assert browser.session_user() is None
+    assert not EphemeralToken.objects.exists()
+
+
+@pytest.mark.django_db
+def test_provider_error_consumes_the_state(browser: Browser, idp: Provider) -> None:
+    from ephemeral_auth.models import EphemeralToken
+
+    callback = browser.at_provider(browser.start(), cancel=True)
+    assert q(callback)["error"] == "access_denied"
+    assert oidc_error(browser.callback(callback)) == "provider_error"
+    assert not EphemeralToken.objects.exists()
+
+
+@pytest.mark.django_db
+def test_two_tabs_complete_with_their_own_next(browser: Browser, idp: Provider) -> None:
+    first = browser.start(next="/first/")
+    second = browser.start("idp2", next="/second/")
+    # The second tab finishes first; the first tab's flow is untouched by it.
+    second_callback = browser.at_provider(second, login="ivan")
+    first_callback = browser.at_provider(first, login="ivan")
+    assert browser.callback(second_callback)["Location"] == "/second/"
+    assert browser.callback(first_callback)["Location"] == "/first/"
+
+
+@pytest.mark.django_db
+def test_statement_budget_with_the_real_provider(browser: Browser, idp: Provider, settings: Any) -> None:
+    """authorize + callback, linked user without 2FA, DB sessions: at most 7 data statements."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.db"
+    browser.sign_in(login="judy")  # links the identity, warms the discovery/JWKS cache
+    again = Browser()
+    with CaptureQueriesContext(connection) as captured:
+        authorization_url = again.start(next="/after/")
+        callback = again.at_provider(authorization_url, login="judy")
+        response = again.callback(callback)
+    assert response["Location"] == "/after/" and again.session_user()
+    verbs = ("SELECT", "INSERT", "UPDATE", "DELETE")
+    statements = [x["sql"] for x in captured.captured_queries if x["sql"].lstrip().upper().startswith(verbs)]
+    assert len(statements) <= 7, "\n".join(statements)
+
+
+@pytest.mark.django_db
+def test_asserted_mfa_skips_local_2fa_only_when_trusted(browser: Browser, idp: Provider, settings: Any) -> None:
+    import pyotp
+
+    from ephemeral_auth import clock
+    from ephemeral_auth.models import OIDCIdentity
+    from ephemeral_auth.services import totp
+    from tests.factories import UserFactory
+
+    user = UserFactory(username="mfa-kim", email="mfa-kim@example.com")
+    OIDCIdentity.objects.create(user=user, provider="idp", subject="mfa-kim")
+    earlier = clock.now() - timedelta(minutes=5)
+    setup = totp.setup(user, now=earlier)
+    totp.confirm(user, pyotp.TOTP(setup.secret).at(earlier), now=earlier)
+
+    # Not trusted: the provider's amr (pwd, otp) does not replace local 2FA.
+    response = browser.sign_in(login="mfa-kim", next="/after/")
+    assert "/2fa/" in response["Location"] and browser.session_user() is None
+
+    settings.EPHEMERAL_AUTH_OIDC_PROVIDERS = {"idp": idp.settings(trust_amr=True)}
+    trusted = Browser()
+    assert trusted.sign_in(login="mfa-kim", next="/after/")["Location"] == "/after/"
+    assert trusted.session_user() == str(user.pk)
+    assert trusted.client.get("/api/auth/me/").json()["two_factor_verified"] is True
+
+
+# The example project under gunicorn -w 4 on PostgreSQL.
+
+
+def _postgres_admin_url() -> str:
+    return os.environ.get("EA_E2E_POSTGRES_URL", "postgres://ephemeral:ephemeral@127.0.0.1:5432/postgres")
+
+
+def _fresh_postgres_database(name: str) -> str:
+    """Create an empty database ``name`` owned by the test role; return its DATABASE_URL."""
+    import psycopg
+
+    admin = _postgres_admin_url()
+    try:
+        connection = psycopg.connect(admin.replace("postgres://", "postgresql://"), autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is needed for the gunicorn test ({exc}); run bash .ci/services.sh")
+    with connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return admin.rsplit("/", 1)[0] + f"/{name}"
+
+
+class Site:
+    """The example project served by gunicorn."""
+
+    def __init__(self, base_url: str, access_log: Path) -> None:
+        self.base_url = base_url
+        self.access_log = access_log
+
+    def worker_pids(self, path_prefix: str) -> list[str]:
+        """Return the worker PID of each logged request whose path starts with ``path_prefix``."""
+        pids = []
+        for line in self.access_log.read_text().splitlines():
+            match = re.match(r'^<?(\d+)>? "GET (\S+)', line)
+            if match and match.group(2).startswith(path_prefix):
+                pids.append(match.group(1))
+        return pids
+
+
+@pytest.fixture(scope="module")
+def site(provider: Provider, rp_port: int, tmp_path_factory: Any) -> Iterator[Site]:
+    """Migrate a fresh PostgreSQL database and serve the example project with gunicorn -w 4."""
+    database_url = _fresh_postgres_database(os.environ.get("EA_E2E_GUNICORN_DATABASE", "ea_oidc_e2e"))
+    logs = tmp_path_factory.mktemp("gunicorn")
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "example_project.settings",
+        "DATABASE_URL": database_url,
+        "DEBUG": "False",
+        "ALLOWED_HOSTS": "localhost,127.0.0.1",
+        "SESSION_COOKIE_SAMESITE": "Strict",
+        "OIDC_PROVIDERS": json.dumps(
+            {
+                "idp": provider.settings(trust_amr=True),
+                "idp2": provider.settings(SECOND_CLIENT, name="Second IdP"),
+            }
+        ),
+        "EPHEMERAL_AUTH_LOG_LEVEL": "WARNING",
+    }
+    env.pop("DATABASE_URL_TEST", None)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=300
+    )
+    access_log = logs / "access.log"
+    server = subprocess.Popen(
+        [
+            sys.executable, "-m", "gunicorn", "example_project.wsgi:application",
+            "-w", "4", "--no-control-socket", "-b", f"127.0.0.1:{rp_port}",
+            "--access-logfile", str(access_log), "--access-logformat", '%(p)s "%(r)s" %(s)s',
+            "--error-logfile", str(logs / "error.log"),
+        ],
+        cwd=ROOT, env=env,
+    )
+    base_url = f"http://localhost:{rp_port}"
+    try:
+        wait_for_http(f"{base_url}/", process=server, seconds=60)
+        yield Site(base_url, access_log)
+    finally:
+        stop(server)
+
+
+def _browse_sign_in(site: Site, login: str, *, next_url: str) -> tuple[requests.Session, requests.Response]:
+    """Sign in over HTTP like a browser would; return the session and the callback's answer."""
+    session = requests.Session()
+    start = session.get(
+        f"{site.base_url}/api/auth/oidc/idp/authorize/", params={"next": next_url}, allow_redirects=False, timeout=10
+    )
+    assert start.status_code == 302, start.text[:300]
+    callback = provider_login(session, start.headers["Location"], login=login, stop_at=site.base_url)
+    return session, session.get(callback, allow_redirects=False, timeout=10)
+
+
+def _continue_url(response: requests.Response) -> str:
+    """The callback's way on: a redirect, or (SameSite=Strict) the continue page's refresh target."""
+    if response.is_redirect:
+        return response.headers["Location"]
+    assert response.status_code == 200, response.text[:300]
+    match = re.search(r'http-equiv="refresh" content="0;url=([^"]+)"', response.text)
+    assert match, response.text[:300]
+    return match.group(1)
+
+
+def test_gunicorn_four_workers_on_postgresql(site: Site) -> None:
+    """Flows started on one worker finish on another; every one of them signs in."""
+    flows = 8
+    for n in range(flows):
+        session, response = _browse_sign_in(site, f"worker-user-{n % 3}", next_url=f"/?flow={n}")
+        assert _continue_url(response) == f"/?flow={n}"
+        me = session.get(f"{site.base_url}/api/auth/me/", timeout=10).json()
+        assert me["authenticated"] is True and me["username"].startswith(f"worker-user-{n % 3}")
+    time.sleep(0.5)  # gunicorn writes its access log after answering
+    authorize_pids = site.worker_pids("/api/auth/oidc/idp/authorize/")
+    callback_pids = site.worker_pids("/api/auth/oidc/callback/")
+    assert len(authorize_pids) >= flows and len(callback_pids) >= flows
+    pairs = list(zip(authorize_pids[-flows:], callback_pids[-flows:], strict=True))
+    assert len(set(authorize_pids) | set(callback_pids)) >= 2, pairs
+    assert any(a != c for a, c in pairs), f"every flow stayed on one worker: {pairs}"
+    print(f"authorize -> callback worker PIDs: {pairs}")
+
+
+def test_gunicorn_two_tabs_and_a_foreign_callback(site: Site) -> None:
+    session = requests.Session()
+    urls = []
+    for next_url in ("/?tab=1", "/?tab=2"):
+        authorize_url = f"{site.base_url}/api/auth/oidc/idp/authorize/"
+        start = session.get(authorize_url, params={"next": next_url}, allow_redirects=False, timeout=10)
+        urls.append(start.headers["Location"])
+    second = provider_login(session, urls[1], login="tabby", stop_at=site.base_url)
+    first = provider_login(session, urls[0], login="tabby", stop_at=site.base_url)
+    # Another browser presenting this browser's callback: nothing happens to anyone.
+    stranger = requests.Session()
+    refused = stranger.get(second, allow_redirects=False, timeout=10)
+    assert q(refused.headers["Location"])["oidc_error"] == "invalid_state"
+    assert stranger.get(f"{site.base_url}/api/auth/me/", timeout=10).json()["authenticated"] is False
+    assert _continue_url(session.get(second, allow_redirects=False, timeout=10)) == "/?tab=2"
+    assert _continue_url(session.get(first, allow_redirects=False, timeout=10)) == "/?tab=1"
+
+
+# Headless Chromium through the "Sign in with ..." button.
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path("/usr/bin/chromium").exists():
+        pytest.fail("headless Chromium is needed: apt-get install -y chromium (.ci/e2e-setup.sh)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            headless=True,
+            args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run",
+            ],
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def _provider_forms(page: Any, login: str) -> None:
+    page.wait_for_selector("input[name=login]")
+    page.fill("input[name=login]", login)
+    page.fill("input[name=password]", "any password")
+    page.click("button[type=submit]")
+    page.wait_for_selector("input[name=prompt][value=consent]", state="attached")
+    page.click("button[type=submit]")
+
+
+def test_chromium_signs_in_through_the_button(site: Site, chromium: Any) -> None:
+    """A real browser, SameSite=Strict session cookie, provider on another site (127.0.0.1 vs localhost)."""
+    context = chromium.new_context()
+    page = context.new_page()
+    try:
+        page.goto(f"{site.base_url}/")
+        page.click("a.oidc-button[data-provider=idp]")
+        _provider_forms(page, "chromium-user")
+        page.wait_for_url(f"{site.base_url}/", timeout=15000)
+        page.wait_for_selector("text=chromium-user")
+        me = json.loads(page.goto(f"{site.base_url}/api/auth/me/").text())
+        assert me["authenticated"] is True and me["username"] == "chromium-user"
+        session_cookie = next(c for c in context.cookies() if c["name"] == "sessionid")
+        assert session_cookie["sameSite"] == "Strict" and session_cookie["httpOnly"]
+        binding = next(c for c in context.cookies() if c["name"] == "ephemeral_auth_oidc")
+        assert binding["httpOnly"] and binding["sameSite"] == "Lax"
+    finally:
+        context.close()
+
+
+def test_chromium_spa_page_redeems_the_exchange(site: Site, chromium: Any) -> None:
+    context = chromium.new_context()
+    page = context.new_page()
+    try:
+        page.goto(f"{site.base_url}/spa/")
+        page.click("a.oidc-button[data-provider=idp2]")
+        _provider_forms(page, "spa-user")
+        page.wait_for_selector("text=Signed in.", timeout=15000)
+        assert "oidc_token" not in page.url  # the page took the token out of the address bar
+        answer = json.loads(page.text_content("#answer"))
+        assert answer["status"] == "authenticated" and answer["user"]["username"] == "spa-user"
+    finally:
+        context.close()

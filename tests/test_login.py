@@ -1,0 +1,274 @@
+"""The login service: the password step, rate limits, and the begin_login hand-off."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.hashers import MD5PasswordHasher
+from django.contrib.sessions.backends.db import SessionStore
+from django.test import RequestFactory
+
+from ephemeral_auth import crypto
+from ephemeral_auth.exceptions import InvalidCredentials, InvalidInput, RateLimited
+from ephemeral_auth.models import EphemeralToken, EventType, RateLimitEvent, TokenType
+from ephemeral_auth.services import login, ratelimit, recovery
+from ephemeral_auth.services.two_factor import SESSION_KEY
+from ephemeral_auth.signals import user_locked_out
+from tests.factories import PASSWORD, UserFactory, enable_email_codes, enrol_totp
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def rf():
+    return RequestFactory()
+
+
+def make_request(rf, ip="192.0.2.10"):
+    request = rf.post("/login/", REMOTE_ADDR=ip)
+    request.session = SessionStore()
+    return request
+
+
+def fail(rf, username, ip="192.0.2.10", now=None):
+    with pytest.raises((InvalidCredentials, RateLimited)) as info:
+        login.password_login(make_request(rf, ip), username=username, password="wrong", now=now)
+    return info.value
+
+
+def test_user_without_two_factor_is_logged_in(rf, user, now):
+    request = make_request(rf)
+    step = login.password_login(request, username=user.username, password=PASSWORD, now=now)
+    assert step.status == "authenticated" and step.authenticated
+    assert step.pre_auth is None and step.challenge is None and step.methods == []
+    assert request.session["_auth_user_id"] == str(user.pk)
+    assert request.session[SESSION_KEY]["v"] is False and request.session[SESSION_KEY]["f"] == ""
+
+
+def test_user_with_two_factor_gets_a_pending_login_not_a_session(rf, user, now):
+    enrol_totp(user)
+    request = make_request(rf)
+    step = login.password_login(request, username=user.username, password=PASSWORD, now=now)
+    assert step.status == "2fa_required"
+    assert step.methods == ["totp"]
+    assert "_auth_user_id" not in request.session and not request.session.keys()
+    row = EphemeralToken.objects.get()
+    assert row.token_type == TokenType.PRE_AUTH and row.user == user
+    assert row.methods == "totp"
+    # Only digests are stored: the raw token and the raw challenge stay with the client.
+    assert row.token == crypto.digest_token(step.pre_auth.raw)
+    assert row.challenge_id == crypto.digest_token(step.challenge)
+    assert step.challenge not in repr(step)
+
+
+def test_methods_follow_the_enrolments(rf, user, now):
+    enrol_totp(user)
+    enable_email_codes(user)
+    recovery.generate(user)
+    step = login.password_login(make_request(rf), username=user.username, password=PASSWORD, now=now)
+    assert step.methods == ["totp", "email", "recovery"]
+    assert login.enabled_methods(user) == ["totp", "email", "recovery"]
+
+
+def test_wrong_password_counts_against_subject_and_ip(rf, user, now):
+    exc = fail(rf, user.username, now=now)
+    assert isinstance(exc, InvalidCredentials) and exc.code == "invalid_credentials"
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, user.username, now=now) == 1
+    assert ratelimit.count(EventType.LOGIN_IP, "192.0.2.10", now=now) == 1
+
+
+def test_one_subject_key_whatever_was_typed(rf, now):
+    """Seed weakness 5: "Alice", " alice " and alice's email share a bucket, cleared on success."""
+    alice = UserFactory(username="alice", email="Alice@Example.com")
+    for typed in ("alice", "ALICE", " alice ", "alice@example.com", "ALICE@EXAMPLE.COM"):
+        fail(rf, typed, ip="198.51.100.1", now=now)
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, "alice", now=now) == 5
+    assert RateLimitEvent.objects.filter(event_type=EventType.LOGIN_ATTEMPT).values("key").distinct().count() == 1
+    login.password_login(make_request(rf, "198.51.100.1"), username="alice", password=PASSWORD, now=now)
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, "alice", now=now) == 0
+    assert alice.pk
+
+
+class EmailBackend:
+    """A project's backend that logs in by email address."""
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        from django.contrib.auth import get_user_model
+
+        user = get_user_model().objects.filter(email__iexact=username).first()
+        if user is not None and user.check_password(password):
+            return user
+        return None
+
+    def get_user(self, user_id):
+        from django.contrib.auth import get_user_model
+
+        return get_user_model().objects.filter(pk=user_id).first()
+
+
+def test_email_login_clears_the_accounts_bucket(rf, now, settings):
+    settings.AUTHENTICATION_BACKENDS = ["tests.test_login.EmailBackend", "django.contrib.auth.backends.ModelBackend"]
+    bob = UserFactory(username="bob", email="bob@example.com")
+    enrol_totp(bob)
+    fail(rf, "bob", now=now)
+    step = login.password_login(make_request(rf), username="BOB@example.com", password=PASSWORD, now=now)
+    assert step.status == "2fa_required" and step.user == bob
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, "bob", now=now) == 0
+
+
+def test_subject_limit_refuses_before_the_password_is_checked(rf, user, now, monkeypatch):
+    for i in range(10):
+        fail(rf, user.username, ip=f"203.0.113.{i}", now=now)
+    calls = []
+    monkeypatch.setattr(MD5PasswordHasher, "verify", lambda self, *a: calls.append(a) or True)
+    with pytest.raises(RateLimited) as info:
+        login.password_login(make_request(rf, "203.0.113.99"), username=user.username, password=PASSWORD, now=now)
+    assert info.value.retry_after == 15 * 60
+    assert calls == []  # the right password is not even looked at
+
+
+def test_ip_limit_refuses_every_username(rf, now):
+    for i in range(20):
+        fail(rf, f"nobody{i}", ip="203.0.113.7", now=now)
+    victim = UserFactory()
+    with pytest.raises(RateLimited):
+        login.password_login(make_request(rf, "203.0.113.7"), username=victim.username, password=PASSWORD, now=now)
+    # Another IP is not affected.
+    login.password_login(make_request(rf, "203.0.113.8"), username=victim.username, password=PASSWORD, now=now)
+
+
+def test_success_never_clears_the_ip_bucket(rf, now):
+    """Seed weakness 4: owning one account must not reset the IP's failures."""
+    attacker = UserFactory()
+    for i in range(19):
+        fail(rf, f"victim{i}", ip="203.0.113.9", now=now)
+    login.password_login(make_request(rf, "203.0.113.9"), username=attacker.username, password=PASSWORD, now=now)
+    assert ratelimit.count(EventType.LOGIN_IP, "203.0.113.9", now=now) == 19
+    fail(rf, "victim19", ip="203.0.113.9", now=now)
+    with pytest.raises(RateLimited):
+        login.password_login(make_request(rf, "203.0.113.9"), username=attacker.username, password=PASSWORD, now=now)
+
+
+def test_success_clears_only_its_own_account(rf, user, other_user, now):
+    fail(rf, user.username, now=now)
+    fail(rf, other_user.username, now=now)
+    login.password_login(make_request(rf), username=user.username, password=PASSWORD, now=now)
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, user.username, now=now) == 0
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, other_user.username, now=now) == 1
+
+
+def test_unknown_users_cost_a_password_hash(rf, now, monkeypatch):
+    hashed = []
+    original = MD5PasswordHasher.encode
+    monkeypatch.setattr(
+        MD5PasswordHasher, "encode", lambda self, pw, salt: hashed.append(1) or original(self, pw, salt)
+    )
+    fail(rf, "does-not-exist", now=now)
+    assert hashed, "the hasher must run for unknown users too (timing)"
+
+
+def test_unknown_and_known_users_cost_the_same_statements(rf, user, now):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as known:
+        fail(rf, user.username, ip="192.0.2.50", now=now)
+    with CaptureQueriesContext(connection) as unknown:
+        fail(rf, "ghost", ip="192.0.2.51", now=now)
+    assert len(known.captured_queries) == len(unknown.captured_queries)
+
+
+def test_lockout_signal_when_the_bucket_fills(rf, user, now):
+    seen = []
+
+    def receiver(sender, event_type, key, request, **kwargs):
+        seen.append((event_type, key))
+
+    user_locked_out.connect(receiver)
+    try:
+        for _ in range(10):
+            fail(rf, user.username, ip="192.0.2.77", now=now)
+    finally:
+        user_locked_out.disconnect(receiver)
+    assert seen == [(EventType.LOGIN_ATTEMPT, user.username)]
+
+
+def test_window_slides(rf, user, now):
+    for _ in range(10):
+        fail(rf, user.username, now=now)
+    with pytest.raises(RateLimited):
+        login.password_login(make_request(rf), username=user.username, password=PASSWORD, now=now)
+    later = now + timedelta(minutes=15, seconds=1)
+    assert login.password_login(make_request(rf), username=user.username, password=PASSWORD, now=later).authenticated
+
+
+def test_inactive_user_is_refused(rf, now):
+    user = UserFactory(is_active=False)
+    with pytest.raises(InvalidCredentials):
+        login.password_login(make_request(rf), username=user.username, password=PASSWORD, now=now)
+
+
+@pytest.mark.parametrize("bad", [None, 5, ["a"], {"a": 1}, "", "   ", "x" * 300, "a\x00b", "\ud800"])
+def test_malformed_username_is_refused_without_a_trace(rf, now, bad):
+    with pytest.raises(InvalidInput):
+        login.password_login(make_request(rf), username=bad, password="pw", now=now)
+    assert not RateLimitEvent.objects.exists()
+
+
+def test_rate_limiting_can_be_switched_off(rf, user, now, settings):
+    settings.EPHEMERAL_AUTH_RATE_LIMITING_ENABLED = False
+    for _ in range(12):
+        fail(rf, user.username, now=now)
+    assert not RateLimitEvent.objects.exists()
+    assert login.password_login(make_request(rf), username=user.username, password=PASSWORD, now=now).authenticated
+
+
+# begin_login: the contract the OIDC flow builds on.
+
+
+def test_begin_login_without_two_factor_logs_in(rf, user, now):
+    request = make_request(rf)
+    step = login.begin_login(request, user, backend="django.contrib.auth.backends.ModelBackend", now=now)
+    assert step.authenticated
+    assert request.session["_auth_user_backend"] == "django.contrib.auth.backends.ModelBackend"
+
+
+def test_begin_login_with_two_factor_issues_a_bound_token(rf, user, now):
+    enrol_totp(user)
+    request = make_request(rf)
+    step = login.begin_login(request, user, backend="django.contrib.auth.backends.ModelBackend", now=now)
+    assert step.status == "2fa_required" and step.methods == ["totp"]
+    assert step.pre_auth.expires_in == 300
+    assert "_auth_user_id" not in request.session
+    assert login.peek_pending(step.pre_auth.raw, challenge=step.challenge, now=now).user == user
+
+
+def test_begin_login_skip_two_factor_marks_the_session_verified(rf, user, now):
+    enrol_totp(user)
+    request = make_request(rf)
+    step = login.begin_login(
+        request, user, backend="django.contrib.auth.backends.ModelBackend", skip_two_factor=True, now=now
+    )
+    assert step.authenticated
+    assert request.session[SESSION_KEY]["v"] is True
+    assert request.two_factor_verified is True
+    assert not EphemeralToken.objects.exists()
+
+
+def test_begin_login_refuses_inactive_users(rf, now):
+    user = UserFactory(is_active=False)
+    with pytest.raises(InvalidCredentials):
+        login.begin_login(make_request(rf), user, backend="django.contrib.auth.backends.ModelBackend", now=now)
+
+
+def test_split_databases_take_the_unjoined_path(rf, user, now, monkeypatch):
+    """With EPHEMERAL_AUTH_DATABASE the token and event tables cannot be joined with the users'."""
+    monkeypatch.setattr(login, "_same_database", lambda *models: False)
+    enrol_totp(user)
+    fail(rf, user.username, now=now)
+    step = login.password_login(make_request(rf), username=user.username, password=PASSWORD, now=now)
+    assert step.status == "2fa_required" and step.methods == ["totp"]
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, user.username, now=now) == 0
+    pending = login.peek_pending(step.pre_auth.raw, challenge=step.challenge, now=now)
+    assert pending.user == user and pending.methods == ["totp"]

@@ -83,4 +83,26 @@ def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
                 "(rate-limit events must commit on their own), but your views that call the "
                 "rate-limit service inside a transaction weaken its concurrency guarantee.",
                 id="ephemeral_auth.W002"))
+    errors.extend(_check_oidc_backend())
     return errors
+
+
+def _check_oidc_backend() -> list[Any]:
+    """W003: providers are configured but no OIDCBackend can authenticate their users."""
+    from django.utils.module_loading import import_string
+
+    if not (conf.get("OIDC_PROVIDERS") or getattr(settings, "OIDC_RP_CLIENT_ID", None)):
+        return []
+    from .oidc.backend import OIDCBackend
+
+    for path in getattr(settings, "AUTHENTICATION_BACKENDS", []):
+        try:
+            backend = import_string(path)
+        except ImportError:
+            continue
+        if isinstance(backend, type) and issubclass(backend, OIDCBackend):
+            return []
+    return [Warning(
+        "OIDC providers are configured but no ephemeral_auth.oidc.backend.OIDCBackend (or subclass) "
+        "is in AUTHENTICATION_BACKENDS: every sign-in would fail with provider_misconfigured.",
+        id="ephemeral_auth.W003")]

@@ -85,7 +85,7 @@ class EphemeralToken(models.Model):
     code_verifier = models.CharField(
         _("PKCE code verifier"), max_length=128, blank=True, default=""
     )
-    # pre_auth, oidc_state: SHA-256 digest of the HttpOnly browser-binding cookie.
+    # pre_auth, oidc_state, oidc_exchange: SHA-256 digest of the browser-binding cookie.
     challenge_id = models.CharField(
         _("challenge digest"), max_length=64, blank=True, default=""
     )
@@ -93,7 +93,8 @@ class EphemeralToken(models.Model):
     code_hash = models.CharField(_("code digest"), max_length=64, blank=True, default="")
     # slicer_download: the one resource this link opens.
     resource = models.CharField(_("resource"), max_length=255, blank=True, default="")
-    # pre_auth: comma-separated second-factor methods this login may use.
+    # pre_auth: comma-separated second-factor methods this login may use;
+    # oidc_exchange: "mfa" when the provider asserted multi-factor authentication.
     methods = models.CharField(_("methods"), max_length=64, blank=True, default="")
     # oidc_state: where the browser goes after this flow (validated at issue).
     next_url = models.TextField(_("next URL"), blank=True, default="")

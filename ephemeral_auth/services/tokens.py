@@ -73,7 +73,7 @@ _TEXT_FIELDS: dict[str, int] = {
 _REQUIRED: dict[str, frozenset[str]] = {
     TokenType.PRE_AUTH: frozenset({"user", "challenge_id", "methods"}),
     TokenType.OIDC_STATE: frozenset({"provider", "nonce", "code_verifier", "challenge_id", "mode"}),
-    TokenType.OIDC_EXCHANGE: frozenset({"user"}),
+    TokenType.OIDC_EXCHANGE: frozenset({"user", "challenge_id"}),
     TokenType.PASSWORD_RESET: frozenset({"user"}),
     TokenType.EMAIL_OTP_SETUP: frozenset({"user", "code_hash"}),
     TokenType.SLICER_DOWNLOAD: frozenset({"user", "resource"}),
@@ -81,7 +81,8 @@ _REQUIRED: dict[str, frozenset[str]] = {
 _OPTIONAL: dict[str, frozenset[str]] = {
     TokenType.PRE_AUTH: frozenset({"code_hash"}),
     TokenType.OIDC_STATE: frozenset({"next_url"}),
-    TokenType.OIDC_EXCHANGE: frozenset({"provider"}),
+    # methods: "mfa" when the provider asserted multi-factor authentication.
+    TokenType.OIDC_EXCHANGE: frozenset({"provider", "methods"}),
     TokenType.PASSWORD_RESET: frozenset(),
     TokenType.EMAIL_OTP_SETUP: frozenset(),
     TokenType.SLICER_DOWNLOAD: frozenset(),
@@ -90,6 +91,9 @@ _OPTIONAL: dict[str, frozenset[str]] = {
 _BINDINGS: dict[str, frozenset[str]] = {
     TokenType.PRE_AUTH: frozenset({"challenge_id"}),
     TokenType.OIDC_STATE: frozenset({"challenge_id"}),
+    # The SPA redeems the exchange in the browser that ran the flow: its binding
+    # cookie must come along, so a leaked fragment cannot log in anyone else.
+    TokenType.OIDC_EXCHANGE: frozenset({"challenge_id"}),
     TokenType.SLICER_DOWNLOAD: frozenset({"resource"}),
 }
 
@@ -201,10 +205,26 @@ def issue_oidc_state(
 
 
 def issue_oidc_exchange(
-    user: AbstractBaseUser, *, provider: str = "", now: datetime | None = None
+    user: AbstractBaseUser,
+    *,
+    challenge: str,
+    provider: str = "",
+    mfa: bool = False,
+    now: datetime | None = None,
 ) -> IssuedToken:
-    """Issue the short bridge token from an OIDC callback to a single-page app."""
-    return issue_token(TokenType.OIDC_EXCHANGE, user=user, provider=provider, now=now)
+    """Issue the short bridge token from an OIDC callback to a single-page app.
+
+    ``challenge`` is the browser's OIDC binding cookie; ``mfa`` records that the
+    provider asserted multi-factor authentication (honoured by the exchange).
+    """
+    return issue_token(
+        TokenType.OIDC_EXCHANGE,
+        user=user,
+        challenge_id=challenge,
+        provider=provider,
+        methods="mfa" if mfa else "",
+        now=now,
+    )
 
 
 def issue_password_reset(user: AbstractBaseUser, *, now: datetime | None = None) -> IssuedToken:

@@ -1,7 +1,92 @@
-"""Placeholder: the views of this area are not written yet."""
+"""OIDC sign-in endpoints (DESIGN.md section 5), under the JSON prefix.
+
+* ``GET oidc/providers/`` — ``[{"id", "name", "authorize_url"}]``
+* ``GET oidc/<provider>/authorize/?next=&mode=session|spa`` — 302 to the provider
+* ``GET oidc/callback/`` — 302 to ``next`` (session) or to the SPA with ``#oidc_token=``
+* ``POST oidc/exchange/ {"oidc_token"}`` — the same answer as ``login/``
+
+authorize/ and callback/ are browser navigations, not JSON: they are served by
+the classes named in EPHEMERAL_AUTH_OIDC_AUTHENTICATE_CLASS / _CALLBACK_CLASS
+(read per request, so override_settings and subclasses work).
+"""
 
 from __future__ import annotations
 
-from django.urls import URLPattern
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.module_loading import import_string
+from django.views.decorators.cache import never_cache
 
-urlpatterns: list[URLPattern] = []
+from .. import conf
+from ..oidc import providers
+from ..oidc.backend import backend_path
+from ..services import oidc as oidc_service
+from .json import api_view, parse_json, required_text
+
+__all__ = ["authorize", "callback", "exchange", "provider_list", "urlpatterns"]
+
+# A raw exchange token is 43 characters (the seed capped it at 128).
+MAX_EXCHANGE_TOKEN_LENGTH = 128
+
+
+# Both are non-atomic even under ATOMIC_REQUESTS: the state's consumption must commit
+# on its own, before the provider is called, and no transaction may stay open
+# across those network calls.
+
+
+@transaction.non_atomic_requests
+@never_cache
+def authorize(request: HttpRequest, provider: str) -> HttpResponse:
+    """Start a flow at ``provider`` (the configured authenticate class does the work)."""
+    view = import_string(conf.get("OIDC_AUTHENTICATE_CLASS")).as_view()
+    return view(request, provider=provider)  # type: ignore[no-any-return]
+
+
+@transaction.non_atomic_requests
+@never_cache
+def callback(request: HttpRequest) -> HttpResponse:
+    """Finish a flow (the configured callback class does the work)."""
+    view = import_string(conf.get("OIDC_CALLBACK_CLASS")).as_view()
+    return view(request)  # type: ignore[no-any-return]
+
+
+@api_view(("GET",))
+def provider_list(request: HttpRequest) -> HttpResponse:
+    """List the configured providers."""
+    return JsonResponse(
+        [
+            {
+                "id": provider.slug,
+                "name": provider.name,
+                "authorize_url": reverse(f"{request.resolver_match.namespace}:oidc_authorize", args=[provider.slug])
+                if request.resolver_match and request.resolver_match.namespace
+                else "",
+            }
+            for provider in providers.all_providers()
+        ],
+        safe=False,
+    )
+
+
+@api_view(("POST",))
+def exchange(request: HttpRequest) -> HttpResponse:
+    """Redeem an SPA exchange token: the same answer as login/ (2FA still applies)."""
+    from ..services import login
+    from . import responses
+
+    data = parse_json(request)
+    raw = required_text(data, "oidc_token", max_length=MAX_EXCHANGE_TOKEN_LENGTH)
+    from ..oidc.views import binding_cookie_name
+
+    redeemed = oidc_service.redeem_exchange(raw, binding=request.COOKIES.get(binding_cookie_name(request)))
+    step = login.begin_login(request, redeemed.user, backend=backend_path(), skip_two_factor=redeemed.mfa)
+    return responses.login_step_json(request, step)
+
+
+urlpatterns: list[URLPattern] = [
+    path("oidc/providers/", provider_list, name="oidc_providers"),
+    path("oidc/exchange/", exchange, name="oidc_exchange"),
+    path("oidc/callback/", callback, name="oidc_callback"),
+    path("oidc/<slug:provider>/authorize/", authorize, name="oidc_authorize"),
+]

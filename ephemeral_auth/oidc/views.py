@@ -1,0 +1,297 @@
+"""The authorize and callback views: mozilla-django-oidc's, with the flow state in the database.
+
+They subclass ``OIDCAuthenticationRequestView`` / ``OIDCAuthenticationCallbackView``
+and keep their customisation points (``get_extra_params``, ``failure_url``,
+``success_url``, ``login_success``, ``login_failure``); what changes is where
+the state lives (``services.oidc``: a database row bound to the browser by a
+cookie, not the session) and what success means (the 2FA-aware
+``services.login.begin_login`` hand-off, or the SPA exchange).
+
+Both can be used through ``ephemeral_auth.api_urls`` (``oidc/<provider>/authorize/``,
+``oidc/callback/``) or dropped into mozilla-django-oidc's own urls with
+``OIDC_AUTHENTICATE_CLASS`` / ``OIDC_CALLBACK_CLASS`` (provider ``default``).
+
+Every failure ends in a redirect carrying a stable code (``?oidc_error=`` on the
+failure URL, or ``#oidc_error=`` to an SPA), never in a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from django.conf import settings
+from django.contrib import auth
+from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import resolve_url
+from django.template.loader import render_to_string
+from django.urls import NoReverseMatch, reverse
+from django.utils.cache import add_never_cache_headers
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.generic import View
+from mozilla_django_oidc.utils import absolutify, import_from_settings
+from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
+
+from .. import conf
+from ..exceptions import EphemeralAuthError, OIDCError
+from ..services import oidc as oidc_service
+from ..services.inputs import is_plain_text
+from . import providers
+
+__all__ = [
+    "OIDCAuthorizeView",
+    "OIDCCallbackView",
+    "binding_cookie_name",
+    "callback_uri",
+    "safe_next_url",
+]
+
+logger = logging.getLogger("ephemeral_auth.oidc")
+
+
+def binding_cookie_name(request: HttpRequest) -> str:
+    """Return the flow cookie's name: ``__Host-`` prefixed on HTTPS (no subdomain can plant it)."""
+    name = str(conf.get("OIDC_COOKIE_NAME"))
+    return f"__Host-{name}" if request.is_secure() else name
+
+
+def callback_uri(request: HttpRequest) -> str:
+    """Return the absolute redirect_uri (the same one the backend sends to the token endpoint)."""
+    try:
+        return absolutify(request, reverse(conf.get("OIDC_CALLBACK_URL")))
+    except NoReverseMatch:
+        logger.error("EPHEMERAL_AUTH_OIDC_CALLBACK_URL is not a URL name of this project")
+        raise OIDCError("provider_misconfigured") from None
+
+
+def _allowed_hosts(request: HttpRequest) -> set[str]:
+    hosts = {request.get_host()}
+    hosts.update(import_from_settings("OIDC_REDIRECT_ALLOWED_HOSTS", []))
+    hosts.update(conf.get("OIDC_REDIRECT_ALLOWED_HOSTS") or [])
+    return hosts
+
+
+def safe_next_url(request: HttpRequest, value: Any) -> str:
+    """Return ``value`` if it is a safe place to send this browser afterwards, else ""."""
+    if not is_plain_text(value, max_length=2048) or not value:
+        return ""
+    require_https = import_from_settings("OIDC_REDIRECT_REQUIRE_HTTPS", request.is_secure())
+    if url_has_allowed_host_and_scheme(value, allowed_hosts=_allowed_hosts(request), require_https=require_https):
+        return str(value)
+    logger.info("OIDC: ignored an unsafe next URL")
+    return ""
+
+
+def _with_query(url: str, **params: str) -> str:
+    parts = urlsplit(url)
+    query = "&".join(filter(None, [parts.query, urlencode({k: v for k, v in params.items() if v})]))
+    return urlunsplit(parts._replace(query=query))
+
+
+def _with_fragment(url: str, **params: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(fragment=urlencode(params)))
+
+
+def failure_url() -> str:
+    """Return where failed session-mode sign-ins go (before ``?oidc_error=``)."""
+    configured = conf.get("OIDC_FAILURE_URL") or import_from_settings("LOGIN_REDIRECT_URL_FAILURE", "")
+    return resolve_url(configured or settings.LOGIN_URL)
+
+
+def _redirect(url: str) -> HttpResponse:
+    response = HttpResponseRedirect(url)
+    add_never_cache_headers(response)
+    # The SPA exchange token travels in a fragment; no Referer should carry a URL from here.
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+class OIDCAuthorizeView(OIDCAuthenticationRequestView):
+    """``GET oidc/<provider>/authorize/?next=&mode=session|spa``: start a flow, go to the provider."""
+
+    http_method_names = ["get"]
+    # Used when the URL names no provider (mozilla-django-oidc's own urls).
+    default_provider = providers.DEFAULT_SLUG
+
+    def __init__(self, **kwargs: Any) -> None:
+        # The parent reads OIDC_OP_AUTHORIZATION_ENDPOINT here; the provider is only
+        # known from the URL, so settings are read in get().
+        View.__init__(self, **kwargs)
+        self.provider: providers.Provider | None = None
+
+    def get(self, request: HttpRequest, provider: str | None = None) -> HttpResponse:  # type: ignore[override]
+        """Store the flow in the database, set the binding cookie, redirect to the provider."""
+        next_url = safe_next_url(request, request.GET.get(import_from_settings("OIDC_REDIRECT_FIELD_NAME", "next")))
+        mode = request.GET.get("mode") or "session"
+        try:
+            self.provider = providers.get_provider(provider or self.default_provider)
+            if mode not in oidc_service.MODES:
+                raise OIDCError("invalid_request")
+            cookie = request.COOKIES.get(binding_cookie_name(request))
+            # All flows of one browser share the binding value, so a second tab does not
+            # evict the first one's; a fresh browser gets a fresh value.
+            binding = cookie if cookie and oidc_service.is_binding(cookie) else oidc_service.new_binding()
+            authorization = oidc_service.begin_authorization(
+                self.provider,
+                redirect_uri=callback_uri(request),
+                mode=mode,
+                next_url=next_url,
+                binding=binding,
+                extra_params=self.get_extra_params(request),
+            )
+        except EphemeralAuthError as exc:
+            return _failure(request, exc.code, mode=mode, next_url=next_url)
+        except DatabaseError:
+            logger.exception("OIDC authorize: database error")
+            return _failure(request, "service_unavailable", mode=mode, next_url=next_url)
+        response = _redirect(authorization.url)
+        response.set_cookie(
+            binding_cookie_name(request),
+            authorization.binding,
+            max_age=authorization.max_age,
+            path="/",
+            secure=request.is_secure(),
+            httponly=True,
+            # Lax: sent on the provider's top-level GET redirect back to the callback,
+            # not on cross-site subrequests or POSTs.
+            samesite="Lax",
+        )
+        return response
+
+    def get_extra_params(self, request: HttpRequest) -> dict[str, str]:
+        """Return extra authorization parameters (the provider's ``extra_params``)."""
+        return dict(self.provider.extra_params) if self.provider is not None else {}
+
+
+class OIDCCallbackView(OIDCAuthenticationCallbackView):
+    """``GET oidc/callback/?code=&state=``: consume the flow, authenticate, hand off."""
+
+    http_method_names = ["get"]
+
+    def get(self, request: HttpRequest) -> HttpResponse:  # type: ignore[override]
+        """Consume the state before any network call, then let the backend do the rest."""
+        self.flow: oidc_service.CallbackFlow | None = None
+        try:
+            state = request.GET.get("state", "")
+            if not state or not is_plain_text(state, max_length=oidc_service.MAX_STATE_LENGTH):
+                raise OIDCError("invalid_request")
+            # Single use, decided by one DELETE, before anything else: an error
+            # callback, a bad code or a network failure below all leave nothing usable.
+            self.flow = oidc_service.consume_state(state, binding=request.COOKIES.get(binding_cookie_name(request)))
+            self._check_parameters(request)
+            self.flow.provider = providers.get_provider(self.flow.provider_slug)
+            self._check_issuer_parameter(request, self.flow.provider)
+            # Django's authenticate() tries each backend; ours answers to oidc_flow=.
+            user = auth.authenticate(request, oidc_flow=self.flow)
+            if user is None:
+                logger.error("OIDC callback: no backend answered; add %s to AUTHENTICATION_BACKENDS", "OIDCBackend")
+                raise OIDCError("provider_misconfigured")
+            self.user = user
+            return self.login_success()
+        except EphemeralAuthError as exc:
+            return self.login_failure(exc.code)
+        except DatabaseError:
+            logger.exception("OIDC callback: database error")
+            return self.login_failure("service_unavailable")
+
+    def _check_parameters(self, request: HttpRequest) -> None:
+        error = request.GET.get("error")
+        if error:
+            # The provider refused (user cancelled, consent denied...). The state is
+            # already consumed, as mozilla-django-oidc does, against replays.
+            shown = error[: oidc_service.MAX_ERROR_LENGTH] if is_plain_text(error, max_length=4096) else ""
+            logger.info(
+                "OIDC %s returned error %r",
+                self.flow.provider_slug if self.flow else "?",
+                shown if shown.isprintable() else "",
+            )
+            raise OIDCError("provider_error")
+        code = request.GET.get("code", "")
+        if not code or not is_plain_text(code, max_length=oidc_service.MAX_CODE_LENGTH):
+            raise OIDCError("invalid_request")
+
+    def _check_issuer_parameter(self, request: HttpRequest, provider: providers.Provider) -> None:
+        # RFC 9207: a provider that sends iss in the response names itself; a
+        # different issuer here means a mix-up between providers.
+        iss = request.GET.get("iss")
+        if iss is None:
+            return
+        expected = providers.endpoints(provider).issuer
+        if not is_plain_text(iss, max_length=2048) or iss.rstrip("/") != expected.rstrip("/"):
+            raise OIDCError("iss_mismatch")
+
+    @property
+    def success_url(self) -> str:
+        """Return the flow's own ``next`` (kept per flow, not per session), else LOGIN_REDIRECT_URL."""
+        if self.flow is not None and self.flow.next_url:
+            return self.flow.next_url
+        return resolve_url(self.get_settings("LOGIN_REDIRECT_URL", "/"))
+
+    @property
+    def failure_url(self) -> str:
+        """Return the failure URL (EPHEMERAL_AUTH_OIDC_FAILURE_URL, LOGIN_REDIRECT_URL_FAILURE or LOGIN_URL)."""
+        return failure_url()
+
+    def login_success(self) -> HttpResponse:
+        """Hand the authenticated user to the 2FA-aware login step, or to the SPA."""
+        assert self.flow is not None and self.flow.provider is not None
+        if self.flow.mode == "spa":
+            issued = oidc_service.issue_exchange(
+                self.user,
+                provider=self.flow.provider.slug,
+                binding=self.request.COOKIES[binding_cookie_name(self.request)],
+                mfa=oidc_service.asserted_mfa(self.flow.provider, self.flow.id_claims),
+            )
+            target = self.flow.next_url or resolve_url(conf.get("OIDC_SPA_URL"))
+            # A fragment never reaches a server log or a Referer header.
+            return _redirect(_with_fragment(target, oidc_token=issued.raw))
+        from ..services import login
+        from ..views import responses
+
+        skip = oidc_service.asserted_mfa(self.flow.provider, self.flow.id_claims)
+        step = login.begin_login(
+            self.request,
+            self.user,
+            backend=self.user.backend,
+            skip_two_factor=skip,
+            # Read together with the identity link: saves the login step a SELECT.
+            methods=self.flow.two_factor_methods,
+        )
+        response = responses.login_step_redirect(self.request, step, next_url=self.success_url)
+        add_never_cache_headers(response)
+        return _bounce_for_strict_session(self.request, response)
+
+    def login_failure(self, code: str = "oidc_error") -> HttpResponse:  # type: ignore[override]
+        """Redirect with the failure's stable code."""
+        if self.flow is None:
+            return _failure(self.request, code, mode="session", next_url="")
+        return _failure(self.request, code, mode=self.flow.mode, next_url=self.flow.next_url)
+
+
+def _failure(request: HttpRequest, code: str, *, mode: str, next_url: str) -> HttpResponse:
+    logger.info("OIDC sign-in failed: %s", code)
+    if mode == "spa":
+        return _redirect(_with_fragment(next_url or resolve_url(conf.get("OIDC_SPA_URL")), oidc_error=code))
+    return _redirect(_with_query(failure_url(), oidc_error=code, next=next_url))
+
+
+def _bounce_for_strict_session(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    """With a SameSite=Strict session cookie, continue through a same-site page.
+
+    The callback is reached by a cross-site navigation from the provider, and a
+    redirect keeps that cross-site context: the browser would not send the fresh
+    Strict session cookie to ``next``, and the user would look signed out. A page
+    of ours that navigates on makes the next request same-site.
+    """
+    if settings.SESSION_COOKIE_SAMESITE != "Strict" or response.status_code not in (301, 302, 303, 307):
+        return response
+    location = response["Location"]
+    page = HttpResponse(
+        render_to_string("ephemeral_auth/oidc/continue.html", {"url": location}, request=request),
+    )
+    page.cookies = response.cookies
+    add_never_cache_headers(page)
+    page["Referrer-Policy"] = "no-referrer"
+    return page

@@ -60,7 +60,8 @@ def main() -> None:
 
     print(f"\nComplete TOTP login (password step + code step), {args.backend}, "
           f"{args.rounds} rounds x {args.iterations} logins, DB sessions, MD5 hasher\n")
-    print(f"{'system':<12} {'data stmts':>10} {'all stmts':>9} {'cache ops':>9} {'logins/s (median)':>18} {'min..max':>16}")
+    header = ["system", "data stmts", "all stmts", "cache ops", "logins/s (median)", "min..max"]
+    print(f"{header[0]:<12} {header[1]:>10} {header[2]:>9} {header[3]:>9} {header[4]:>18} {header[5]:>16}")
     for system in SYSTEMS:
         runs = results[system]
         rates = [r["logins_per_second"] for r in runs]
@@ -69,8 +70,10 @@ def main() -> None:
               f"{statistics.median(rates):>18.1f} {min(rates):>7.1f}..{max(rates):<8.1f}")
     print("\nThroughput ratio, ours / peer, per round (same round = same machine conditions):")
     for peer in SYSTEMS[1:]:
-        ratios = [o["logins_per_second"] / p["logins_per_second"] for o, p in zip(results["ours"], results[peer])]
-        print(f"  vs {peer:<11} median {statistics.median(ratios):.2f}x  (min {min(ratios):.2f}x, max {max(ratios):.2f}x)")
+        pairs = zip(results["ours"], results[peer], strict=True)
+        ratios = [o["logins_per_second"] / p["logins_per_second"] for o, p in pairs]
+        median, low, high = statistics.median(ratios), min(ratios), max(ratios)
+        print(f"  vs {peer:<11} median {median:.2f}x  (min {low:.2f}x, max {high:.2f}x)")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -63,7 +63,7 @@ def secret_tokens(user, frozen):
             mode="spa",
             next_url="/after/login/",
         ),
-        tokens.issue_oidc_exchange(user, provider="example-idp"),
+        tokens.issue_oidc_exchange(user, challenge="binding", provider="example-idp"),
         tokens.issue_password_reset(user),
         tokens.issue_email_otp_setup(user, code_hash=crypto.code_digest("654321", scope="setup")),
         tokens.issue_download(user, resource="report:42"),
@@ -191,7 +191,7 @@ def test_token_search(admin_client, frozen, term):
     alice = UserFactory(username="alice", email="alice@example.org")
     bob = UserFactory(username="bob", email="bob@example.net")
     mine = {
-        tokens.issue_oidc_exchange(alice, provider="idp-one").token.pk,
+        tokens.issue_oidc_exchange(alice, challenge="binding", provider="idp-one").token.pk,
         tokens.issue_download(alice, resource="file:7").token.pk,
     }
     tokens.issue_download(bob, resource="file:8")

@@ -61,7 +61,7 @@ def enrol(user) -> str:  # type: ignore[no-untyped-def]
 
 def login(username: str, secret: str, ip: str) -> Client:
     client = Client(REMOTE_ADDR=ip)
-    code = pyotp.TOTP(secret).now()
+    totp = pyotp.TOTP(secret)
     if SYSTEM == "ours":
         first = client.post(
             "/api/auth/login/", {"username": username, "password": PASSWORD}, content_type="application/json"
@@ -70,14 +70,14 @@ def login(username: str, secret: str, ip: str) -> Client:
         assert body.get("status") == "2fa_required", body
         second = client.post(
             "/api/auth/2fa/verify/",
-            {"pre_auth_token": body["pre_auth_token"], "method": "totp", "code": code},
+            {"pre_auth_token": body["pre_auth_token"], "method": "totp", "code": totp.now()},
             content_type="application/json",
         )
         assert second.status_code == 200, second.content
     elif SYSTEM == "allauth":
         first = client.post("/accounts/login/", {"login": username, "password": PASSWORD})
         assert first.status_code == 302 and "2fa" in first["Location"], (first.status_code, first.get("Location"))
-        second = client.post("/accounts/2fa/authenticate/", {"code": code})
+        second = client.post("/accounts/2fa/authenticate/", {"code": totp.now()})
         assert second.status_code == 302, second.status_code
     else:
         first = client.post(
@@ -85,7 +85,7 @@ def login(username: str, secret: str, ip: str) -> Client:
             {"auth-username": username, "auth-password": PASSWORD, "login_view-current_step": "auth"},
         )
         assert first.status_code == 200, first.status_code
-        second = client.post("/account/login/", {"token-otp_token": code, "login_view-current_step": "token"})
+        second = client.post("/account/login/", {"token-otp_token": totp.now(), "login_view-current_step": "token"})
         assert second.status_code == 302, second.status_code
     return client
 

@@ -7,3 +7,4 @@ ROOT_URLCONF = "bench.peers.urls_allauth"
 ACCOUNT_LOGIN_METHODS = {"username"}
 ACCOUNT_EMAIL_VERIFICATION = "none"
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_TOLERANCE = 1  # the same +-1 step as the other two sides

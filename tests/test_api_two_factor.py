@@ -222,9 +222,14 @@ def test_totp_login_statement_budget(settings, totp_user, clock, django_assert_m
     with CaptureQueriesContext(connection) as verify_step:
         assert verify(client, body["pre_auth_token"], totp_code(secret, clock.now)).status_code == 200
     first, second = data_statements(login_step.captured_queries), data_statements(verify_step.captured_queries)
-    assert len(first) <= 3, first
+    # login/: the conditional INSERT recording both failure buckets *before* the password is
+    # checked, one SELECT confirming both counts and reading the account's 2FA methods,
+    # authenticate()'s SELECT, the DELETE withdrawing the two provisional rows (a success is no
+    # failure), the pre_auth INSERT. Record-first costs two statements over check-then-record
+    # (docs/two-factor.md, "Statements per request"); django-allauth's same two steps take 15.
+    assert len(first) <= 5, first
     assert len(second) <= 9, second
-    assert len(first) + len(second) <= 12
+    assert len(first) + len(second) <= 14
 
 
 def test_login_without_two_factor_statement_budget(settings, user, django_assert_max_num_queries):
@@ -233,7 +238,8 @@ def test_login_without_two_factor_statement_budget(settings, user, django_assert
     with CaptureQueriesContext(connection) as ctx:
         response = post(client, "/api/auth/login/", {"username": user.username, "password": PASSWORD})
     assert response.json()["status"] == "authenticated"
-    assert len(data_statements(ctx.captured_queries)) <= 7
+    # Record, confirm + account, authenticate(), withdraw; login(): 3 for the session, last_login.
+    assert len(data_statements(ctx.captured_queries)) <= 8
 
 
 # Email codes at login.

@@ -1,4 +1,4 @@
-"""The login service: the password step, rate limits, and the begin_login hand-off."""
+"""The login service: the password step, its record-first rate limits, and the begin_login hand-off."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth.hashers import MD5PasswordHasher
 from django.contrib.sessions.backends.db import SessionStore
+from django.db import connection
 from django.test import RequestFactory
+from django.test.utils import CaptureQueriesContext
 
 from ephemeral_auth import crypto
 from ephemeral_auth.exceptions import InvalidCredentials, InvalidInput, RateLimited
@@ -79,15 +81,27 @@ def test_wrong_password_counts_against_subject_and_ip(rf, user, now):
 
 
 def test_one_subject_key_whatever_was_typed(rf, now):
-    """Seed weakness 5: "Alice", " alice " and alice's email share a bucket, cleared on success."""
-    alice = UserFactory(username="alice", email="Alice@Example.com")
+    """Seed weakness 5: "Alice", " alice " and alice's email share one bucket, the one that is enforced."""
+    UserFactory(username="alice", email="Alice@Example.com")
     for typed in ("alice", "ALICE", " alice ", "alice@example.com", "ALICE@EXAMPLE.COM"):
         fail(rf, typed, ip="198.51.100.1", now=now)
     assert ratelimit.count(EventType.LOGIN_ATTEMPT, "alice", now=now) == 5
     assert RateLimitEvent.objects.filter(event_type=EventType.LOGIN_ATTEMPT).values("key").distinct().count() == 1
+    # The success withdraws its own rows only: the five failures stay counted.
     login.password_login(make_request(rf, "198.51.100.1"), username="alice", password=PASSWORD, now=now)
-    assert ratelimit.count(EventType.LOGIN_ATTEMPT, "alice", now=now) == 0
-    assert alice.pk
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, "alice", now=now) == 5
+    assert ratelimit.count(EventType.LOGIN_IP, "198.51.100.1", now=now) == 5
+
+
+@pytest.mark.parametrize("typed", ["alice@example.com", "ALICE@EXAMPLE.COM", "ALICE", " alice "])
+def test_a_full_account_bucket_refuses_every_spelling(rf, now, typed, settings):
+    settings.EPHEMERAL_AUTH_RATE_LIMITS = {"login_attempt": (3, 900)}
+    UserFactory(username="alice", email="alice@example.com")
+    for i in range(3):
+        fail(rf, "alice", ip=f"198.51.100.{i}", now=now)
+    assert isinstance(fail(rf, typed, ip="198.51.100.50", now=now), RateLimited)
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, "alice", now=now) == 3
+    assert not RateLimitEvent.objects.filter(key="198.51.100.50").exists()
 
 
 class EmailBackend:
@@ -107,25 +121,89 @@ class EmailBackend:
         return get_user_model().objects.filter(pk=user_id).first()
 
 
-def test_email_login_clears_the_accounts_bucket(rf, now, settings):
+def test_email_login_is_counted_in_the_accounts_bucket(rf, now, settings):
     settings.AUTHENTICATION_BACKENDS = ["tests.test_login.EmailBackend", "django.contrib.auth.backends.ModelBackend"]
     bob = UserFactory(username="bob", email="bob@example.com")
     enrol_totp(bob)
     fail(rf, "bob", now=now)
+    fail(rf, "Bob@Example.com", now=now)
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, "bob", now=now) == 2
     step = login.password_login(make_request(rf), username="BOB@example.com", password=PASSWORD, now=now)
-    assert step.status == "2fa_required" and step.user == bob
-    assert ratelimit.count(EventType.LOGIN_ATTEMPT, "bob", now=now) == 0
+    assert step.status == "2fa_required" and step.user == bob and step.methods == ["totp"]
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, "bob", now=now) == 2
+    assert set(RateLimitEvent.objects.values_list("key", flat=True)) == {"bob", "192.0.2.10"}
 
 
-def test_subject_limit_refuses_before_the_password_is_checked(rf, user, now, monkeypatch):
+@pytest.fixture
+def hashes(monkeypatch):
+    """Count every password hash (a check of a real account, or the dummy hash for an unknown one)."""
+    calls = []
+    verify, encode = MD5PasswordHasher.verify, MD5PasswordHasher.encode
+    monkeypatch.setattr(MD5PasswordHasher, "verify", lambda self, *a: calls.append("verify") or verify(self, *a))
+    monkeypatch.setattr(MD5PasswordHasher, "encode", lambda self, *a: calls.append("encode") or encode(self, *a))
+    return calls
+
+
+def test_subject_limit_refuses_before_the_password_is_checked(rf, user, now, hashes):
     for i in range(10):
         fail(rf, user.username, ip=f"203.0.113.{i}", now=now)
-    calls = []
-    monkeypatch.setattr(MD5PasswordHasher, "verify", lambda self, *a: calls.append(a) or True)
+    hashes.clear()
     with pytest.raises(RateLimited) as info:
         login.password_login(make_request(rf, "203.0.113.99"), username=user.username, password=PASSWORD, now=now)
     assert info.value.retry_after == 15 * 60
-    assert calls == []  # the right password is not even looked at
+    assert hashes == []  # the right password is not even looked at
+    # The refused attempt left nothing behind, in either bucket.
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, user.username, now=now) == 10
+    assert not RateLimitEvent.objects.filter(key="203.0.113.99").exists()
+
+
+@pytest.mark.parametrize("known", [True, False])
+def test_a_refused_attempt_runs_no_password_hash(rf, now, hashes, settings, known):
+    settings.EPHEMERAL_AUTH_RATE_LIMITS = {"login_ip": (2, 900)}
+    target = UserFactory().username if known else "ghost"
+    hashes.clear()
+    for _ in range(2):
+        fail(rf, target, ip="203.0.113.1", now=now)
+    assert hashes  # evaluated failures hash (a dummy hash for "ghost")
+    hashes.clear()
+    for _ in range(5):
+        assert isinstance(fail(rf, target, ip="203.0.113.1", now=now), RateLimited)
+    assert hashes == []
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, ratelimit.subject_key(target), now=now) == 2
+
+
+def test_a_racer_that_took_the_last_place_refuses_without_hashing(rf, user, now, hashes, monkeypatch, settings):
+    """The recount after the insert catches racers that passed the conditional insert together."""
+    settings.EPHEMERAL_AUTH_RATE_LIMITS = {"login_attempt": (3, 900)}
+    fail(rf, user.username, now=now)
+    hashes.clear()
+    original = ratelimit.record_first
+
+    def and_two_racers_commit(buckets, **kwargs):
+        provisional = original(buckets, **kwargs)
+        # Two other requests inserted (and committed) between our INSERT and our recount.
+        RateLimitEvent.objects.bulk_create(
+            RateLimitEvent(event_type=EventType.LOGIN_ATTEMPT, key=user.username, occurred_at=now) for _ in range(2)
+        )
+        return provisional
+
+    monkeypatch.setattr(ratelimit, "record_first", and_two_racers_commit)
+    with pytest.raises(RateLimited) as info:
+        login.password_login(make_request(rf, "203.0.113.5"), username=user.username, password=PASSWORD, now=now)
+    assert hashes == []
+    assert info.value.retry_after == 15 * 60
+    # Our two rows were withdrawn: the bucket holds its limit, the IP nothing of ours.
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, user.username, now=now) == 3
+    assert not RateLimitEvent.objects.filter(key="203.0.113.5").exists()
+
+
+def test_retry_after_is_the_longest_of_the_full_buckets(rf, now, settings):
+    settings.EPHEMERAL_AUTH_RATE_LIMITS = {"login_attempt": (1, 600), "login_ip": (1, 900)}
+    fail(rf, "carol", ip="203.0.113.20", now=now)
+    later = now + timedelta(minutes=1)
+    exc = fail(rf, "carol", ip="203.0.113.20", now=later)
+    assert isinstance(exc, RateLimited)
+    assert exc.retry_after == 14 * 60 and exc.event_type == EventType.LOGIN_IP
 
 
 def test_ip_limit_refuses_every_username(rf, now):
@@ -150,12 +228,55 @@ def test_success_never_clears_the_ip_bucket(rf, now):
         login.password_login(make_request(rf, "203.0.113.9"), username=attacker.username, password=PASSWORD, now=now)
 
 
-def test_success_clears_only_its_own_account(rf, user, other_user, now):
+def test_success_by_one_account_leaves_other_failures_in_place(rf, user, other_user, now):
+    """Weakness 4: account A's success touches neither B's failures, nor A's earlier ones, nor the IP's."""
     fail(rf, user.username, now=now)
     fail(rf, other_user.username, now=now)
+    fail(rf, other_user.username, ip="192.0.2.99", now=now)
+    before = set(RateLimitEvent.objects.values_list("pk", "event_type", "key"))
     login.password_login(make_request(rf), username=user.username, password=PASSWORD, now=now)
-    assert ratelimit.count(EventType.LOGIN_ATTEMPT, user.username, now=now) == 0
-    assert ratelimit.count(EventType.LOGIN_ATTEMPT, other_user.username, now=now) == 1
+    assert set(RateLimitEvent.objects.values_list("pk", "event_type", "key")) == before
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, user.username, now=now) == 1
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, other_user.username, now=now) == 2
+    assert ratelimit.count(EventType.LOGIN_IP, "192.0.2.10", now=now) == 2
+
+
+def test_a_success_withdraws_exactly_its_own_provisional_rows(rf, user, now, monkeypatch):
+    fail(rf, user.username, now=now)
+    recorded = []
+    original = ratelimit.record_first
+
+    def spy(buckets, **kwargs):
+        provisional = original(buckets, **kwargs)
+        recorded.append(provisional)
+        return provisional
+
+    monkeypatch.setattr(ratelimit, "record_first", spy)
+    before = set(RateLimitEvent.objects.values_list("pk", flat=True))
+    with CaptureQueriesContext(connection) as ctx:
+        login.password_login(make_request(rf), username=user.username, password=PASSWORD, now=now)
+    [provisional] = recorded
+    own = provisional.recorded
+    # Recorded in both buckets before the password was checked ...
+    assert [(b.event_type, b.key) for b in provisional.buckets] == [
+        (EventType.LOGIN_ATTEMPT, user.username),
+        (EventType.LOGIN_IP, "192.0.2.10"),
+    ]
+    assert len(own) == 2 and not set(own) & before
+    # ... and withdrawn by primary key, in one DELETE, leaving every other row.
+    deletes = [q["sql"] for q in ctx.captured_queries if q["sql"].startswith("DELETE")]
+    assert len(deletes) == 1 and all(str(pk) in deletes[0] for pk in own)
+    assert set(RateLimitEvent.objects.values_list("pk", flat=True)) == before
+
+
+def test_a_failure_keeps_its_provisional_rows(rf, user, now):
+    with CaptureQueriesContext(connection) as ctx:
+        fail(rf, user.username, now=now)
+    assert not [q for q in ctx.captured_queries if q["sql"].startswith("DELETE")]
+    assert sorted(RateLimitEvent.objects.values_list("event_type", "key")) == [
+        (EventType.LOGIN_ATTEMPT, user.username),
+        (EventType.LOGIN_IP, "192.0.2.10"),
+    ]
 
 
 def test_unknown_users_cost_a_password_hash(rf, now, monkeypatch):
@@ -169,14 +290,34 @@ def test_unknown_users_cost_a_password_hash(rf, now, monkeypatch):
 
 
 def test_unknown_and_known_users_cost_the_same_statements(rf, user, now):
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
     with CaptureQueriesContext(connection) as known:
         fail(rf, user.username, ip="192.0.2.50", now=now)
     with CaptureQueriesContext(connection) as unknown:
         fail(rf, "ghost", ip="192.0.2.51", now=now)
     assert len(known.captured_queries) == len(unknown.captured_queries)
+    # Record both buckets, confirm them while reading the account, authenticate().
+    assert len(known.captured_queries) == 3
+
+
+def test_unknown_and_known_email_addresses_cost_the_same_statements(rf, user, now):
+    with CaptureQueriesContext(connection) as known:
+        fail(rf, user.email.upper(), ip="192.0.2.52", now=now)
+    with CaptureQueriesContext(connection) as unknown:
+        fail(rf, "ghost@example.com", ip="192.0.2.53", now=now)
+    assert len(known.captured_queries) == len(unknown.captured_queries)
+    # An address is resolved to its account first: one SELECT more.
+    assert len(known.captured_queries) == 4
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, user.username, now=now) == 1
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, "ghost@example.com", now=now) == 1
+
+
+def test_a_refusal_costs_two_statements(rf, user, now, settings):
+    settings.EPHEMERAL_AUTH_RATE_LIMITS = {"login_attempt": (1, 900), "login_ip": (1, 900)}
+    fail(rf, user.username, ip="192.0.2.54", now=now)
+    with CaptureQueriesContext(connection) as ctx:
+        assert isinstance(fail(rf, user.username, ip="192.0.2.54", now=now), RateLimited)
+    # The conditional INSERT writes nothing (both full), the SELECT finds the Retry-After.
+    assert len(ctx.captured_queries) == 2
 
 
 def test_lockout_signal_when_the_bucket_fills(rf, user, now):
@@ -189,9 +330,12 @@ def test_lockout_signal_when_the_bucket_fills(rf, user, now):
     try:
         for _ in range(10):
             fail(rf, user.username, ip="192.0.2.77", now=now)
+        for i in range(10):
+            fail(rf, f"spray{i}", ip="192.0.2.77", now=now)
+        fail(rf, "one-more", ip="192.0.2.77", now=now)  # refused: fills nothing
     finally:
         user_locked_out.disconnect(receiver)
-    assert seen == [(EventType.LOGIN_ATTEMPT, user.username)]
+    assert seen == [(EventType.LOGIN_ATTEMPT, user.username), (EventType.LOGIN_IP, "192.0.2.77")]
 
 
 def test_window_slides(rf, user, now):
@@ -222,6 +366,51 @@ def test_rate_limiting_can_be_switched_off(rf, user, now, settings):
         fail(rf, user.username, now=now)
     assert not RateLimitEvent.objects.exists()
     assert login.password_login(make_request(rf), username=user.username, password=PASSWORD, now=now).authenticated
+
+
+class AliasBackend:
+    """A project's backend that also accepts "staff:<username>": an identifier the login step cannot resolve."""
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        from django.contrib.auth import get_user_model
+
+        if not username or not username.startswith("staff:"):
+            return None
+        user = get_user_model().objects.filter(username=username.removeprefix("staff:")).first()
+        return user if user is not None and user.check_password(password) else None
+
+    def get_user(self, user_id):
+        from django.contrib.auth import get_user_model
+
+        return get_user_model().objects.filter(pk=user_id).first()
+
+
+@pytest.fixture
+def alias_backend(settings):
+    settings.AUTHENTICATION_BACKENDS = ["tests.test_login.AliasBackend", "django.contrib.auth.backends.ModelBackend"]
+
+
+def test_an_unresolved_spelling_cannot_open_a_locked_account(rf, user, now, settings, alias_backend):
+    """The typed key was enforced and recorded; after authenticate() the account's own bucket must admit it too."""
+    settings.EPHEMERAL_AUTH_RATE_LIMITS = {"login_attempt": (2, 900)}
+    fail(rf, user.username, now=now)
+    fail(rf, user.username, now=now)
+    with pytest.raises(RateLimited):
+        login.password_login(make_request(rf), username=f"staff:{user.username}", password=PASSWORD, now=now)
+    # Neither a failure nor a success: its rows are withdrawn.
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, f"staff:{user.username}", now=now) == 0
+    assert ratelimit.count(EventType.LOGIN_IP, "192.0.2.10", now=now) == 2
+
+
+def test_an_unresolved_spelling_logs_in_when_the_account_is_not_locked(rf, user, now, alias_backend):
+    fail(rf, f"staff:{user.username}", now=now)
+    fail(rf, user.username, now=now)
+    step = login.password_login(make_request(rf), username=f"staff:{user.username}", password=PASSWORD, now=now)
+    assert step.authenticated and step.user == user
+    # Failures stay where they were recorded; the success withdrew only its own rows.
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, f"staff:{user.username}", now=now) == 1
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, user.username, now=now) == 1
+    assert ratelimit.count(EventType.LOGIN_IP, "192.0.2.10", now=now) == 2
 
 
 # begin_login: the contract the OIDC flow builds on.
@@ -269,6 +458,7 @@ def test_split_databases_take_the_unjoined_path(rf, user, now, monkeypatch):
     fail(rf, user.username, now=now)
     step = login.password_login(make_request(rf), username=user.username, password=PASSWORD, now=now)
     assert step.status == "2fa_required" and step.methods == ["totp"]
-    assert ratelimit.count(EventType.LOGIN_ATTEMPT, user.username, now=now) == 0
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, user.username, now=now) == 1
+    assert ratelimit.count(EventType.LOGIN_IP, "192.0.2.10", now=now) == 1
     pending = login.peek_pending(step.pre_auth.raw, challenge=step.challenge, now=now)
     assert pending.user == user and pending.methods == ["totp"]

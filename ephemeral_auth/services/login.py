@@ -11,10 +11,13 @@ Security reasoning:
   it, bound to an HttpOnly cookie (``challenge``) and to the allowed methods.
   Nothing in the session says "password OK", so session fixation, a favicon
   request or a second tab cannot advance or lose a pending login.
-* Password failures are counted per subject (one normalised key per user,
-  whatever identifier was typed) and per client IP, both checked before
-  ``authenticate()`` runs; a success clears only that user's bucket, never
-  the IP's (seed weakness 4).
+* Password attempts are recorded *first*, per subject (one normalised key
+  per user, whatever identifier was typed) and per client IP, in one
+  conditional INSERT, and confirmed by a recount before ``authenticate()``
+  runs: of any parallel burst at most ``limit`` passwords per bucket are
+  ever checked, the rest get RateLimited without a hash (seed weakness 3).
+  A failure keeps its two rows; a success withdraws exactly those two rows,
+  never another account's or the IP's failures (seed weakness 4).
 * At verification the attempt is recorded *before* the code is checked, so
   parallel guesses cannot exceed the per-user budget (seed weakness 3); a
   wrong code leaves the ``pre_auth`` token usable; success consumes it in one
@@ -36,7 +39,7 @@ from django.db import connections, router
 from django.db.models import Exists, F, OuterRef, Q, Value
 from django.utils.translation import gettext
 
-from .. import clock, conf, crypto
+from .. import clock, crypto
 from ..client_ip import client_ip
 from ..exceptions import (
     InvalidCode,
@@ -153,20 +156,21 @@ def begin_login(
 
 
 @dataclass(frozen=True)
-class _Snapshot:
-    """What the password step reads before authenticate(), in one statement when it can.
+class _Candidate:
+    """The account a typed identifier names, as read before authenticate()."""
 
-    The failure counts of the subject and of the IP, and the user the typed
-    identifier most likely names, with the second-factor methods they have,
-    which the step needs right after a successful authenticate().
-    """
+    pk: Any
+    subject: str | None
+    methods: list[str]
 
+
+@dataclass(frozen=True)
+class _Attempt:
+    """A password attempt recorded in both buckets and admitted, with the account it most likely names."""
+
+    provisional: ratelimit.Provisional
     subject: str
-    ip: str
-    subject_count: int
-    ip_count: int
-    candidate_id: Any = None
-    candidate_methods: list[str] | None = None
+    candidate: _Candidate | None
 
 
 def _candidates(identifier: str) -> Any:
@@ -174,8 +178,8 @@ def _candidates(identifier: str) -> Any:
     model = get_user_model()
     username_field = model.USERNAME_FIELD
     condition = Q(**{username_field: identifier})
-    email_field = model.get_email_field_name() if hasattr(model, "get_email_field_name") else "email"
-    if "@" in identifier and email_field != username_field and _has_field(model, email_field):
+    email_field = _email_field(model)
+    if _may_be_email(identifier):
         condition |= Q(**{f"{email_field}__iexact": identifier})
     rows = UserTwoFactor.objects.filter(user_id=OuterRef("pk"))
     return (
@@ -192,6 +196,17 @@ def _candidates(identifier: str) -> Any:
     )
 
 
+def _email_field(model: Any) -> str:
+    return str(model.get_email_field_name()) if hasattr(model, "get_email_field_name") else "email"
+
+
+def _may_be_email(identifier: str) -> bool:
+    """Return whether the identifier may name an account by its email address (not its username)."""
+    model = get_user_model()
+    email_field = _email_field(model)
+    return "@" in identifier and email_field != model.USERNAME_FIELD and _has_field(model, email_field)
+
+
 def _has_field(model: Any, name: str) -> bool:
     try:
         model._meta.get_field(name)
@@ -200,14 +215,25 @@ def _has_field(model: Any, name: str) -> bool:
     return True
 
 
-def _window_query(event_type: str, key: str, *, now: datetime) -> Any:
-    """Return the events of ``key`` that count against it now, at most ``limit`` of them."""
-    configured = conf.rate_limit(event_type)
-    return (
-        RateLimitEvent.objects.using(router.db_for_read(RateLimitEvent))
-        .filter(event_type=event_type, key=key, occurred_at__gt=now - configured.window)
-        .values("pk")[: max(1, configured.limit)]
-    )
+def _subject_of(name: Any) -> str | None:
+    """Return the subject key of a username, or None if it cannot be one (empty, too long)."""
+    try:
+        return ratelimit.subject_key(str(name))
+    except InvalidInput:
+        return None
+
+
+def _pick(rows: list[Any], identifier: str) -> _Candidate | None:
+    """Return the account the identifier names: an exact username wins; several email matches name nobody."""
+    exact = [row for row in rows if row[1] == identifier]
+    row = exact[0] if exact else (rows[0] if len(rows) == 1 else None)
+    if row is None:
+        return None
+    pk, name, totp, email, codes, address = row
+    methods = [m for m, on in (("totp", totp), ("email", email and address)) if on]
+    if methods and codes:
+        methods.append("recovery")
+    return _Candidate(pk=get_user_model()._meta.pk.to_python(pk), subject=_subject_of(name), methods=methods)
 
 
 def _compiled(queryset: Any, alias: str) -> tuple[str, tuple[Any, ...]]:
@@ -215,98 +241,65 @@ def _compiled(queryset: Any, alias: str) -> tuple[str, tuple[Any, ...]]:
     return sql, tuple(params)
 
 
-def _read_snapshot(identifier: str, typed_key: str, ip: str, *, now: datetime) -> tuple[int, int, list[Any]]:
-    """Return (subject count, IP count, candidate rows) in one SELECT when the tables share a database.
+def _record_attempt(identifier: str, ip: str, *, now: datetime) -> _Attempt:
+    """Record the attempt against the account and the IP, confirm it, and find the account; or raise RateLimited.
 
-    The statement is ``SELECT (count), (count), cand.* FROM (SELECT 1) seed
-    LEFT JOIN (candidates) cand ON 1 = 1``: always one row even for an
-    unknown identifier, so known and unknown accounts cost the same.
-    """
-    counting = bool(conf.get("RATE_LIMITING_ENABLED"))
-    user_alias = router.db_for_read(get_user_model())
-    event_alias = router.db_for_read(RateLimitEvent)
-    candidates = _candidates(identifier)
-    if not counting:
-        return 0, 0, list(candidates.using(user_alias))
-    subject_q = _window_query(EventType.LOGIN_ATTEMPT, typed_key, now=now)
-    ip_q = _window_query(EventType.LOGIN_IP, ip, now=now)
-    if not _same_database(get_user_model(), RateLimitEvent):
-        # The event table lives on its own database (EPHEMERAL_AUTH_DATABASE): no join.
-        return subject_q.count(), ip_q.count(), list(candidates.using(user_alias))
-    subject_sql, subject_params = _compiled(subject_q, event_alias)
-    ip_sql, ip_params = _compiled(ip_q, event_alias)
-    cand_sql, cand_params = _compiled(candidates.using(user_alias), user_alias)
-    sql = (
-        f"SELECT (SELECT COUNT(*) FROM ({subject_sql}) AS ea_s), (SELECT COUNT(*) FROM ({ip_sql}) AS ea_i), "  # noqa: S608 - ORM-compiled, values bound
-        f"ea_c.* FROM (SELECT 1 AS one) AS ea_seed LEFT JOIN ({cand_sql}) AS ea_c ON 1 = 1"
-    )
-    with connections[user_alias].cursor() as cursor:
-        cursor.execute(sql, (*subject_params, *ip_params, *cand_params))
-        rows = cursor.fetchall()
-    subject_count, ip_count = int(rows[0][0] or 0), int(rows[0][1] or 0)
-    found = [row[2:] for row in rows if row[2] is not None]
-    return subject_count, ip_count, found
+    Record first, then confirm, then (only then) may the caller check the
+    password: of any burst at most ``limit`` attempts per bucket get past
+    here inside a window, whatever the concurrency (seed weakness 3; the
+    argument is in ``services/ratelimit.py``). A refused attempt withdraws its
+    rows before RateLimited is raised, so it counts nowhere.
 
-
-def _snapshot(identifier: str, ip: str, *, now: datetime) -> _Snapshot:
-    """Resolve the identifier to one subject key and read both failure counts.
-
-    Typing "alice", "ALICE " or alice's email address counts against the same
-    key (seed weakness 5). An exact username match wins over email matches;
-    several email matches are ambiguous and keep the typed key.
+    Statements: the conditional INSERT of both rows, then one SELECT that
+    confirms both counts *and* reads the account with its 2FA methods (one
+    row even for an unknown identifier, so known and unknown accounts cost
+    the same). An identifier that may be an email address is resolved first
+    (one SELECT more, for known and unknown addresses alike): its failures
+    must be recorded in the account's bucket, which is keyed by username.
     """
     model = get_user_model()
-    typed_key = ratelimit.subject_key(identifier)
-    subject_count, ip_count, rows = _read_snapshot(identifier, typed_key, ip, now=now)
-    exact = [row for row in rows if row[1] == identifier]
-    row = exact[0] if exact else (rows[0] if len(rows) == 1 else None)
-    if row is None:
-        return _Snapshot(subject=typed_key, ip=ip, subject_count=subject_count, ip_count=ip_count)
-    pk, name, totp, email, codes, address = row
-    methods = [m for m, on in (("totp", totp), ("email", email and address)) if on]
-    if methods and codes:
-        methods.append("recovery")
-    subject = ratelimit.subject_key(str(name))
-    if subject != typed_key and conf.get("RATE_LIMITING_ENABLED"):
-        subject_count = _window_query(EventType.LOGIN_ATTEMPT, subject, now=now).count()
-    return _Snapshot(
-        subject=subject,
-        ip=ip,
-        subject_count=subject_count,
-        ip_count=ip_count,
-        candidate_id=model._meta.pk.to_python(pk),
-        candidate_methods=methods,
+    user_alias = router.db_for_read(model)
+    typed = ratelimit.subject_key(identifier)
+    candidates = _candidates(identifier)
+    if _may_be_email(identifier):
+        candidate = _pick(list(candidates.using(user_alias)), identifier)
+        subject = (candidate.subject if candidate is not None else None) or typed
+        provisional = ratelimit.record_first(
+            [(EventType.LOGIN_ATTEMPT, subject), (EventType.LOGIN_IP, ip)], now=now
+        )
+        provisional.confirm()
+        return _Attempt(provisional=provisional, subject=subject, candidate=candidate)
+
+    # A username: "Alice", " alice " and "ALICE" share one key without a lookup.
+    provisional = ratelimit.record_first([(EventType.LOGIN_ATTEMPT, typed), (EventType.LOGIN_IP, ip)], now=now)
+    columns, params = provisional.confirm_sql()
+    if not columns or provisional.alias != user_alias or not _same_database(model, RateLimitEvent):
+        # Rate limiting is off, or the event table lives on its own database
+        # (EPHEMERAL_AUTH_DATABASE): no join.
+        provisional.confirm()
+        found = _pick(list(candidates.using(user_alias)), identifier)
+        return _Attempt(provisional=provisional, subject=typed, candidate=found)
+    cand_sql, cand_params = _compiled(candidates.using(user_alias), user_alias)
+    # SELECT (confirmations), cand.* FROM (SELECT 1) seed LEFT JOIN (candidates) cand ON 1 = 1:
+    # always at least one row, whose first columns confirm the recorded events.
+    sql = (
+        f"SELECT {', '.join(columns)}, ea_c.* FROM (SELECT 1 AS one) AS ea_seed "  # noqa: S608 - ORM-compiled, values bound
+        f"LEFT JOIN ({cand_sql}) AS ea_c ON 1 = 1"
     )
+    with connections[user_alias].cursor() as cursor:
+        cursor.execute(sql, (*params, *cand_params))
+        rows = cursor.fetchall()
+    width = len(columns)
+    provisional.settle(rows[0][:width])
+    found = _pick([row[width:] for row in rows if row[width] is not None], identifier)
+    return _Attempt(provisional=provisional, subject=typed, candidate=found)
 
 
-def _refuse_if_locked(snapshot: _Snapshot, *, now: datetime) -> None:
-    """Raise RateLimited (with the right Retry-After) if either bucket is full."""
-    for event_type, key, seen in (
-        (EventType.LOGIN_IP, snapshot.ip, snapshot.ip_count),
-        (EventType.LOGIN_ATTEMPT, snapshot.subject, snapshot.subject_count),
-    ):
-        if seen >= conf.rate_limit(event_type).limit:
-            # ratelimit.check computes Retry-After and sends rate_limited.
-            ratelimit.check(event_type, key, now=now)
-
-
-def _record_failure(snapshot: _Snapshot, request: HttpRequest, *, now: datetime) -> None:
-    """Count a failed password against the subject and the IP; raise RateLimited if over."""
-    refused: RateLimited | None = None
-    for event_type, key, seen in (
-        (EventType.LOGIN_ATTEMPT, snapshot.subject, snapshot.subject_count),
-        (EventType.LOGIN_IP, snapshot.ip, snapshot.ip_count),
-    ):
-        try:
-            ratelimit.attempt(event_type, key, now=now)
-        except RateLimited as exc:
-            refused = refused or exc
-            continue
-        if seen + 1 == conf.rate_limit(event_type).limit:
-            # This failure filled the bucket: the subject is locked out from now on.
-            user_locked_out.send(sender=RateLimitEvent, event_type=event_type, key=key, request=request)
-    if refused is not None:
-        raise refused
+def _note_lockouts(provisional: ratelimit.Provisional, request: HttpRequest) -> None:
+    """Send ``user_locked_out`` for each bucket this failure filled."""
+    for bucket, seen in zip(provisional.buckets, provisional.counts, strict=True):
+        if seen == bucket.limit:
+            user_locked_out.send(sender=RateLimitEvent, event_type=bucket.event_type, key=bucket.key, request=request)
 
 
 def password_login(
@@ -319,8 +312,8 @@ def password_login(
     """Authenticate a username (or email) and password, then :func:`begin_login`.
 
     Raises InvalidInput for malformed values (nothing is recorded),
-    RateLimited when the subject's or the IP's failure budget is spent
-    (checked before the password is), InvalidCredentials otherwise.
+    RateLimited when the account's or the IP's failure budget is spent (the
+    password is then not checked at all), InvalidCredentials otherwise.
     """
     identifier = clean_text(username, field="username", max_length=MAX_IDENTIFIER_LENGTH)
     if not identifier.strip():
@@ -328,24 +321,34 @@ def password_login(
     password = clean_text(password, field="password", max_length=MAX_PASSWORD_LENGTH)
     now = now or clock.now()
     ip = ratelimit.ip_key(client_ip(request))
-    snapshot = _snapshot(identifier, ip, now=now)
-    _refuse_if_locked(snapshot, now=now)
+    attempt = _record_attempt(identifier, ip, now=now)
 
-    # Django's ModelBackend hashes the password for unknown users too, so the
-    # answer takes as long whether or not the account exists.
+    # This attempt is counted in both buckets already: a failure keeps the
+    # rows. Django's ModelBackend hashes the password for unknown users too,
+    # so the answer takes as long whether or not the account exists.
     user = authenticate(request, username=identifier, password=password)
     if user is None:
-        _record_failure(snapshot, request, now=now)
+        _note_lockouts(attempt.provisional, request)
         raise InvalidCredentials()
-    canonical = ratelimit.subject_key(user.get_username())
-    if canonical != snapshot.subject:
-        # Logged in through an identifier we could not resolve (a custom
-        # backend): the account's own bucket must allow it too.
-        ratelimit.check(EventType.LOGIN_ATTEMPT, canonical, now=now)
-    if snapshot.subject_count:
-        # Only this account's failures are forgiven; the IP keeps its count.
-        ratelimit.clear(EventType.LOGIN_ATTEMPT, canonical)
-    methods = snapshot.candidate_methods if snapshot.candidate_id == user.pk else None
+    canonical = _subject_of(user.get_username())
+    if canonical is not None and canonical != attempt.subject:
+        # authenticate() accepted an identifier that the lookup above did not
+        # tie to this account (a custom backend, a database collation that
+        # equates more than casefolding does). The attempt was enforced and
+        # recorded under the typed key; the account's own bucket must admit
+        # the login too, so a variant of the identifier cannot open a locked
+        # account. Not a failure either way: our rows are withdrawn.
+        try:
+            ratelimit.check(EventType.LOGIN_ATTEMPT, canonical, now=now)
+        except RateLimited:
+            attempt.provisional.withdraw()
+            raise
+    # A success is no failure: withdraw exactly the two rows this attempt
+    # recorded. Earlier failures of this account and every failure of this IP
+    # stay counted (seed weakness 4: owning one account must not reset them).
+    attempt.provisional.withdraw()
+    candidate = attempt.candidate
+    methods = candidate.methods if candidate is not None and candidate.pk == user.pk else None
     backend = getattr(user, "backend", None) or MODEL_BACKEND
     return begin_login(request, user, backend=backend, methods=methods, now=now)
 

@@ -14,6 +14,13 @@ Security and concurrency reasoning:
   Of N concurrent callers at most ``limit`` are admitted (the last racer to
   commit always sees all of them); under contention a few more may be refused,
   which errs on the safe side.
+* ``record_first`` is the same argument split in two, for work that is paid
+  for in several buckets at once and may turn out not to count (a password
+  step: per account and per IP, and a right password is no failure). One
+  INSERT records every bucket (one commit), the caller confirms with one
+  SELECT (its own, or folded into a SELECT it makes anyway), does the work
+  only if every bucket admitted it, then keeps the rows or withdraws exactly
+  them by primary key: a success never deletes anybody else's events.
 * Every query is a range scan of the ``(event_type, key, occurred_at)`` index
   bounded by ``limit`` rows, so it costs the same with 10^3 or 10^7 rows in
   the table.
@@ -24,6 +31,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,7 +46,19 @@ from ..models import EventType, RateLimitEvent
 from ..signals import rate_limited
 from .inputs import clean_text
 
-__all__ = ["attempt", "check", "clear", "count", "ip_key", "subject_key"]
+__all__ = [
+    "Bucket",
+    "Provisional",
+    "attempt",
+    "attempt_many",
+    "check",
+    "clear",
+    "count",
+    "ip_key",
+    "record_first",
+    "subject_key",
+    "withdraw",
+]
 
 logger = logging.getLogger("ephemeral_auth.ratelimit")
 
@@ -138,61 +158,282 @@ def attempt(
 ) -> None:
     """Record one event for ``key``, or raise RateLimited (recording nothing).
 
-    Two statements whether admitted or refused: a conditional INSERT, then a
-    count (admitted) or the retry-after lookup (refused).
+    Two statements whether admitted or refused: a conditional INSERT, then
+    one SELECT that confirms it (or finds the Retry-After); a third, a DELETE
+    of the caller's own row, only when a racer beat it to the last place.
     """
-    event_type, key = _event_type(event_type), _key(key)
+    bucket = _bucket(event_type, key, limit, window)
     if not conf.get("RATE_LIMITING_ENABLED"):
         return
+    _record([bucket], now or clock.now()).confirm()
+
+
+# Record first, for callers that pay for several buckets at once or must undo
+# the recording when the work turns out not to be a failure (a right password).
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """One ``(event_type, key)`` bucket with the limit and window it is held to."""
+
+    event_type: str
+    key: str
+    limit: int
+    window: timedelta
+
+
+def _bucket(event_type: Any, key: Any, limit: int | None = None, window: timedelta | None = None) -> Bucket:
+    event_type, key = _event_type(event_type), _key(key)
     limit, window = _limits(event_type, limit, window)
-    now = now or clock.now()
-    since = now - window
-    alias = router.db_for_write(RateLimitEvent)
-    if limit <= 0:
-        raise _refuse(event_type, key, now, window, now)
+    return Bucket(event_type=event_type, key=key, limit=limit, window=window)
 
-    connection = connections[alias]
-    qn = connection.ops.quote_name
-    meta = RateLimitEvent._meta
-    table = qn(meta.db_table)
-    f_key, f_type, f_at = (meta.get_field(n) for n in ("key", "event_type", "occurred_at"))
-    c_key, c_type, c_at = (qn(str(f.column)) for f in (f_key, f_type, f_at))  # type: ignore[union-attr]
-    at = f_at.get_db_prep_value(now, connection)  # type: ignore[union-attr]
-    since_value = f_at.get_db_prep_value(since, connection)  # type: ignore[union-attr]
-    # The inner LIMIT bounds the scan to `limit` index entries. MySQL refuses
-    # LIMIT inside an IN/ALL subquery but accepts it in a derived table.
-    sql = (
-        f"INSERT INTO {table} ({c_key}, {c_type}, {c_at}) "  # noqa: S608 - identifiers quoted, values bound
-        f"SELECT %s, %s, %s FROM (SELECT 1 AS one) AS seed WHERE "
-        f"(SELECT COUNT(*) FROM (SELECT 1 AS hit FROM {table} "
-        f"WHERE {c_type} = %s AND {c_key} = %s AND {c_at} > %s LIMIT %s) AS recent) < %s"
-    )
-    returning = connection.features.can_return_columns_from_insert
-    if returning:
-        sql += f" RETURNING {qn(str(meta.pk.column))}"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [key, event_type, at, event_type, key, since_value, limit, limit])
-        if returning:
+
+class _Table:
+    """The quoted names of ``auth_rate_limit_events`` on one connection, for hand-written SQL."""
+
+    def __init__(self, connection: Any) -> None:
+        qn = connection.ops.quote_name
+        meta = RateLimitEvent._meta
+        self.connection = connection
+        self.name = qn(meta.db_table)
+        self.pk = qn(str(meta.pk.column))  # type: ignore[union-attr]
+        self.at_field: Any = meta.get_field("occurred_at")
+        self.key, self.type, self.at = (
+            qn(str(meta.get_field(name).column))  # type: ignore[union-attr]
+            for name in ("key", "event_type", "occurred_at")
+        )
+
+    def value(self, moment: datetime) -> Any:
+        return self.at_field.get_db_prep_value(moment, self.connection)
+
+    def moment(self, value: Any) -> datetime | None:
+        """Return a raw cursor's ``occurred_at`` as an aware datetime (SQLite answers text, MySQL naive)."""
+        convert = getattr(self.connection.ops, "convert_datetimefield_value", None)
+        if value is None or convert is None:
+            return value  # type: ignore[no-any-return]
+        return convert(value, None, self.connection)  # type: ignore[no-any-return]
+
+    def conditional_insert(self, bucket: Bucket, now: datetime, n: int) -> tuple[str, list[Any]]:
+        """Return ``SELECT key, type, now ... WHERE <bucket has room>``: the row to insert, if any."""
+        # The inner LIMIT bounds the scan to `limit` index entries. MySQL refuses
+        # LIMIT inside an IN/ALL subquery but accepts it in a derived table, and
+        # the derived table also lets MariaDB read the table it inserts into.
+        sql = (
+            f"SELECT %s, %s, %s FROM (SELECT 1 AS one) AS ea_seed{n} WHERE "  # noqa: S608 - identifiers quoted, values bound
+            f"(SELECT COUNT(*) FROM (SELECT 1 AS hit FROM {self.name} "
+            f"WHERE {self.type} = %s AND {self.key} = %s AND {self.at} > %s LIMIT %s) AS ea_recent{n}) < %s"
+        )
+        since = self.value(now - bucket.window)
+        params = [bucket.key, bucket.event_type, self.value(now), bucket.event_type, bucket.key, since]
+        return sql, [*params, bucket.limit, bucket.limit]
+
+    def confirmation(self, bucket: Bucket, now: datetime, n: int) -> tuple[list[str], list[Any]]:
+        """Return three scalar subqueries: the count (at most limit + 1), the limit-th and the (limit+1)-th newest.
+
+        The two times give the Retry-After with or without the caller's own
+        row (see :meth:`Provisional.settle`). The statement text holds no id
+        of ours, so it is the same for every caller (known or unknown subject).
+        """
+        since = self.value(now - bucket.window)
+        count = (
+            f"(SELECT COUNT(*) FROM (SELECT 1 AS hit FROM {self.name} "  # noqa: S608 - identifiers quoted, values bound
+            f"WHERE {self.type} = %s AND {self.key} = %s AND {self.at} > %s LIMIT %s) AS ea_count{n})"
+        )
+        nth_newest = (
+            f"(SELECT {self.at} FROM {self.name} "  # noqa: S608 - identifiers quoted, values bound
+            f"WHERE {self.type} = %s AND {self.key} = %s AND {self.at} > %s "
+            f"ORDER BY {self.at} DESC LIMIT 1 OFFSET %s)"
+        )
+        bucket_params = [bucket.event_type, bucket.key, since]
+        offset = max(bucket.limit, 1) - 1
+        params = [
+            *bucket_params, max(bucket.limit, 0) + 1,
+            *bucket_params, offset,
+            *bucket_params, offset + 1,
+        ]
+        return [count, nth_newest, nth_newest], params
+
+
+@dataclass
+class Provisional:
+    """Events recorded *before* the work they pay for (see :func:`record_first`).
+
+    ``pks[i]`` is the row recorded in ``buckets[i]``, or None when that bucket
+    was full. After :meth:`confirm` (or :meth:`settle`), ``counts[i]`` is how
+    many events ``buckets[i]`` holds inside its window, this one included.
+    """
+
+    buckets: tuple[Bucket, ...]
+    pks: tuple[int | None, ...]
+    now: datetime
+    alias: str
+    counts: tuple[int, ...] = ()
+    withdrawn: bool = False
+
+    @property
+    def recorded(self) -> list[int]:
+        """Return the primary keys of the rows this attempt wrote."""
+        return [pk for pk in self.pks if pk is not None]
+
+    def confirm_sql(self) -> tuple[list[str], list[Any]]:
+        """Return SELECT-list expressions (three per bucket) and their parameters; feed the values to :meth:`settle`.
+
+        For a caller that folds the confirmation into a SELECT it makes anyway
+        (the login step reads the account in the same statement). The SELECT
+        must run on ``alias``, in autocommit, *after* :func:`record_first`.
+        """
+        table = _Table(connections[self.alias])
+        columns: list[str] = []
+        params: list[Any] = []
+        for n, bucket in enumerate(self.buckets):
+            more_columns, more_params = table.confirmation(bucket, self.now, n)
+            columns += more_columns
+            params += more_params
+        return columns, params
+
+    def settle(self, values: Sequence[Any]) -> None:
+        """Judge the confirmation values; withdraw every row and raise RateLimited if any bucket is over.
+
+        A bucket is over when its conditional insert found it full, or when
+        the recount after our insert (which sees every racer that committed
+        before it) exceeds the limit. The exception carries the longest
+        Retry-After of the refusing buckets; ``rate_limited`` is sent for each.
+        """
+        table = _Table(connections[self.alias])
+        counts: list[int] = []
+        refusing: list[tuple[Bucket, datetime | None]] = []
+        for n, (bucket, pk) in enumerate(zip(self.buckets, self.pks, strict=True)):
+            seen = int(values[3 * n] or 0)
+            limit_th, next_one = table.moment(values[3 * n + 1]), table.moment(values[3 * n + 2])
+            counts.append(seen)
+            if pk is None or seen > bucket.limit:
+                # The key is free again when the limit-th newest event *other
+                # than ours* leaves the window (what check() reports once our
+                # row is withdrawn). Ours is dated `now`; if it is among the
+                # limit newest (or tied with the limit-th, which is the same),
+                # skipping it makes the (limit+1)-th the one.
+                blocking = limit_th
+                if pk is not None and limit_th is not None and limit_th <= self.now:
+                    blocking = next_one
+                refusing.append((bucket, blocking if bucket.limit > 0 else None))
+        self.counts = tuple(counts)
+        if not refusing:
+            return
+        # A refused caller leaves nothing behind, in any bucket: its work is not
+        # done, so it is no failure, and a blocked key does not grow.
+        self.withdraw()
+        refusals = [
+            _refuse(bucket.event_type, bucket.key, blocking or self.now, bucket.window, self.now)
+            for bucket, blocking in refusing
+        ]
+        raise max(refusals, key=lambda exc: exc.retry_after)
+
+    def confirm(self) -> None:
+        """Recount every bucket after the insert (one SELECT); see :meth:`settle` for what it raises."""
+        if not self.buckets:
+            self.counts = ()
+            return
+        columns, params = self.confirm_sql()
+        with connections[self.alias].cursor() as cursor:
+            cursor.execute("SELECT " + ", ".join(columns), params)
             row = cursor.fetchone()
-            own_pk = row[0] if row else None
-        else:
-            own_pk = cursor.lastrowid if cursor.rowcount == 1 else None
+        self.settle(row)
 
-    if own_pk is None:
-        blocking = _nth_newest(alias, event_type, key, since, limit)
-        raise _refuse(event_type, key, blocking or now, window, now)
+    def withdraw(self) -> int:
+        """Delete exactly the rows this attempt recorded (one DELETE); return how many. Idempotent."""
+        if self.withdrawn:
+            return 0
+        self.withdrawn = True
+        return _delete_events(self.alias, self.recorded)
 
-    # Admitted by the condition; confirm against racers that passed it too.
-    seen = (
-        RateLimitEvent.objects.using(alias)
-        .in_window(event_type, key, since)
-        .values_list("pk", flat=True)[: limit + 1]
-    )
-    if len(seen) > limit:
-        # Withdraw our own row, so a refused caller leaves nothing behind.
-        RateLimitEvent.objects.using(alias).filter(pk=own_pk)._raw_delete(alias)
-        blocking = _nth_newest(alias, event_type, key, since, limit)
-        raise _refuse(event_type, key, blocking or now, window, now)
+
+def _record(buckets: Sequence[Bucket], now: datetime) -> Provisional:
+    """Insert one event into every bucket that has room, in one statement where the backend allows it."""
+    alias = router.db_for_write(RateLimitEvent)
+    names = [(bucket.event_type, bucket.key) for bucket in buckets]
+    if len(set(names)) != len(names):
+        raise InvalidInput("the same bucket twice", field="buckets")
+    open_buckets = [bucket for bucket in buckets if bucket.limit > 0]
+    connection = connections[alias]
+    table = _Table(connection)
+    recorded: dict[tuple[str, str], int] = {}
+    if open_buckets and connection.features.can_return_columns_from_insert:
+        # One multi-row INSERT ... SELECT ... UNION ALL ... RETURNING: every
+        # bucket is recorded in the same statement, hence the same commit.
+        arms: list[str] = []
+        params: list[Any] = []
+        for n, bucket in enumerate(open_buckets):
+            arm, arm_params = table.conditional_insert(bucket, now, n)
+            arms.append(arm)
+            params += arm_params
+        sql = (
+            f"INSERT INTO {table.name} ({table.key}, {table.type}, {table.at}) "
+            + " UNION ALL ".join(arms)
+            + f" RETURNING {table.pk}, {table.type}, {table.key}"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            for pk, event_type, key in cursor.fetchall():
+                recorded[(str(event_type), str(key))] = int(pk)
+    elif open_buckets:
+        # Without RETURNING only a single-row insert reports its own id
+        # (lastrowid); a multi-row one need not allocate consecutive ids.
+        with connection.cursor() as cursor:
+            for n, bucket in enumerate(open_buckets):
+                arm, params = table.conditional_insert(bucket, now, n)
+                cursor.execute(f"INSERT INTO {table.name} ({table.key}, {table.type}, {table.at}) {arm}", params)
+                if cursor.rowcount == 1:
+                    recorded[(bucket.event_type, bucket.key)] = int(cursor.lastrowid)
+    pks = tuple(recorded.get(name) for name in names)
+    return Provisional(buckets=tuple(buckets), pks=pks, now=now, alias=alias)
+
+
+def _delete_events(alias: str, pks: Sequence[int]) -> int:
+    if not pks:
+        return 0
+    queryset = RateLimitEvent.objects.using(alias).filter(pk__in=list(pks))
+    return int(queryset._raw_delete(alias))
+
+
+def record_first(buckets: Iterable[tuple[str, str]], *, now: datetime | None = None) -> Provisional:
+    """Record one event in each ``(event_type, key)`` bucket that has room, before the work it pays for.
+
+    One conditional INSERT for all the buckets (one per bucket on backends
+    without ``INSERT ... RETURNING``); nothing is judged yet: call
+    :meth:`Provisional.confirm` (or fold :meth:`Provisional.confirm_sql` into
+    a SELECT of your own and call :meth:`Provisional.settle`) before doing
+    the work, then keep the rows (a failure) or :meth:`Provisional.withdraw`
+    them (a success). Raises InvalidInput for a bad event type or key, or the
+    same bucket twice. With rate limiting switched off, records nothing.
+    """
+    now = now or clock.now()
+    checked = [_bucket(event_type, key) for event_type, key in buckets]
+    if not conf.get("RATE_LIMITING_ENABLED"):
+        return Provisional(buckets=(), pks=(), now=now, alias=router.db_for_write(RateLimitEvent))
+    return _record(checked, now)
+
+
+def attempt_many(buckets: Iterable[tuple[str, str]], *, now: datetime | None = None) -> list[int]:
+    """Record one event in every ``(event_type, key)`` bucket, or raise RateLimited recording nothing.
+
+    Like :func:`attempt` for several buckets at once, all or nothing: two
+    statements (one INSERT, one SELECT), three when a racer took a last place
+    (the DELETE that withdraws our rows). Returns the primary keys of the new
+    rows, for :func:`withdraw` once the work turns out not to count.
+    """
+    provisional = record_first(buckets, now=now)
+    provisional.confirm()
+    return provisional.recorded
+
+
+def withdraw(pks: Iterable[int]) -> int:
+    """Delete the events with these primary keys (one DELETE); return how many were deleted."""
+    checked: list[int] = []
+    for pk in pks:
+        if isinstance(pk, bool) or not isinstance(pk, int):
+            raise InvalidInput("expected event ids", field="pks")
+        checked.append(pk)
+    return _delete_events(router.db_for_write(RateLimitEvent), checked)
 
 
 def count(event_type: str, key: str, *, window: timedelta | None = None, now: datetime | None = None) -> int:

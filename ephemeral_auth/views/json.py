@@ -94,7 +94,8 @@ def parse_json(request: HttpRequest) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        # RecursionError: a small body can nest arrays past the interpreter's limit ("[[[[...").
         raise InvalidInput(_("The request body is not valid JSON."), field="body") from exc
     if not isinstance(data, dict):
         raise InvalidInput(_("The request body must be a JSON object."), field="body")

@@ -1,0 +1,203 @@
+"""View decorators: :func:`one_time_link` protects a view with one-time download links.
+
+Example::
+
+    @one_time_link("file:{pk}", url_name="files:download")
+    def download(request, pk):
+        document = get_object_or_404(Document, pk=pk, owner=request.user)
+        return FileResponse(document.file.open(), as_attachment=True)
+
+    # in an authenticated view:
+    link = download.issue_link(request, pk=document.pk)   # link.url, link.expires_in
+
+Security reasoning:
+
+* The token is the whole credential of a redemption: it is bound to the user
+  who issued it and to the one resource the URL names. A cross-site request
+  cannot redeem a link without knowing its token, and whoever knows it may
+  redeem it anyway, so redemptions need no session and no CSRF cookie (a
+  desktop app has neither). Requests *without* a token are ordinary session
+  requests and keep Django's CSRF protection.
+* The redeeming request runs as the issuing user for the duration of the view
+  only: ``request.user`` is replaced, no session is created or modified and
+  ``login()`` is never called, so nothing outlives the response.
+* Scanner-safe mode: mail and chat link scanners fetch URLs with GET (and
+  HEAD). There, GET only shows a confirmation page and POST redeems. HEAD
+  never consumes in either mode.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse
+from django.template.response import SimpleTemplateResponse
+from django.utils.translation import gettext as _
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+
+from . import conf
+from .exceptions import EphemeralAuthError, InvalidToken, ServiceUnavailable
+from .services import downloads
+from .views import downloads as pages
+from .views.json import error
+
+__all__ = ["RedeemedLink", "one_time_link"]
+
+logger = logging.getLogger("ephemeral_auth.downloads")
+
+ResourceSpec = str | Callable[..., str]
+
+
+@dataclass(frozen=True)
+class RedeemedLink:
+    """Set as ``request.one_time_link`` while a view serves a redeemed link."""
+
+    resource: str
+
+
+def _resource_of(spec: ResourceSpec, request: HttpRequest | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    if isinstance(spec, str):
+        return spec.format(*args, **kwargs)
+    return spec(request, *args, **kwargs)
+
+
+def _presented_token(request: HttpRequest, param: str) -> str | None:
+    """Return the token the request carries ("" if malformed), or None if it carries none."""
+    values = request.GET.getlist(param)
+    if request.method == "POST":
+        values = request.POST.getlist(param) + values
+    if not values:
+        return None
+    if len({*values}) != 1:
+        return ""  # several different tokens: refuse rather than guess
+    return values[0]
+
+
+def _as_user(
+    view: Callable[..., HttpResponse],
+    request: HttpRequest,
+    user: Any,
+    resource: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> HttpResponse:
+    """Call ``view`` with ``request.user`` set to ``user``, then put the request back."""
+    missing = object()
+    saved = {name: request.__dict__.get(name, missing) for name in ("user", "auser", "one_time_link")}
+    saved_method = request.method
+
+    async def auser() -> Any:
+        return user
+
+    request.user = user
+    request.auser = auser  # type: ignore[attr-defined]
+    request.one_time_link = RedeemedLink(resource=resource)  # type: ignore[attr-defined]
+    # A scanner-safe redemption arrives as POST; the view serves a download
+    # and is written for GET (it may even be decorated with require_GET).
+    request.method = "GET"
+    try:
+        response = view(request, *args, **kwargs)
+        if isinstance(response, SimpleTemplateResponse) and not response.is_rendered:
+            # Render while request.user is still the link's user.
+            response.render()
+    finally:
+        request.method = saved_method
+        for name, value in saved.items():
+            if value is missing:
+                request.__dict__.pop(name, None)
+            else:
+                request.__dict__[name] = value
+    return pages.protect(response)
+
+
+def one_time_link(
+    resource: ResourceSpec,
+    *,
+    param: str = downloads.DEFAULT_PARAM,
+    scanner_safe: bool | None = None,
+    url_name: str | None = None,
+    allow_session: bool = True,
+    confirm_template: str = pages.CONFIRM_TEMPLATE,
+) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """Let a view be opened once through a link carrying ``?<param>=<token>``.
+
+    ``resource`` names what one URL serves: a format string filled with the
+    URL's arguments (``"file:{pk}"``) or a callable ``(request, *args,
+    **kwargs) -> str``; it must depend on the URL arguments only, because it is
+    computed both when the link is issued and when it is redeemed.
+    ``scanner_safe`` overrides ``EPHEMERAL_AUTH_DOWNLOAD_SCANNER_SAFE`` for this
+    view (leave it False for links opened by desktop apps, which cannot click
+    a confirmation button). With ``allow_session`` a logged-in browser may
+    open the view without a token, as a normal session request. With
+    ``url_name`` the wrapped view gains ``issue_link(request, *args, **kwargs)``.
+    """
+
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        session_view = csrf_protect(view)
+
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            raw = _presented_token(request, param)
+            if raw is None:
+                return without_token(request, args, kwargs)
+            try:
+                where = _resource_of(resource, request, args, kwargs)
+            except (ValueError, TypeError):
+                where = ""  # a resource that cannot be named cannot match a link
+            safe = conf.get("DOWNLOAD_SCANNER_SAFE") if scanner_safe is None else scanner_safe
+            try:
+                if request.method == "HEAD":
+                    return pages.head_answer(valid=downloads.peek_download(raw, where) is not None)
+                if request.method == "GET" and safe:
+                    if downloads.peek_download(raw, where) is None:
+                        raise InvalidToken()
+                    return pages.confirm_page(request, raw=raw, param=param, template_name=confirm_template)
+                if request.method not in ("GET", "POST"):
+                    return pages.method_not_allowed(request)
+                user = downloads.redeem_download(raw, where)
+            except EphemeralAuthError as exc:
+                return pages.failure(request, exc)
+            except DatabaseError:
+                # Fail closed: nothing served, a stable code, no traceback for the client.
+                logger.exception("database error while checking a download link")
+                return pages.failure(request, ServiceUnavailable(), status=503)
+            return _as_user(view, request, user, where, args, kwargs)
+
+        def without_token(request: HttpRequest, args: tuple[Any, ...], kwargs: dict[str, Any]) -> HttpResponse:
+            user = getattr(request, "user", None)
+            if allow_session and user is not None and user.is_authenticated:
+                # An ordinary session request: Django's CSRF check applies again.
+                return session_view(request, *args, **kwargs)
+            if pages.wants_json(request) or request.method not in ("GET", "HEAD"):
+                return error("not_authenticated", _("Authentication required."))
+            return redirect_to_login(request.get_full_path())
+
+        def issue_link(request_or_user: Any, *args: Any, **kwargs: Any) -> downloads.DownloadLink:
+            """Issue a one-time link to this view for the URL arguments given."""
+            if url_name is None:
+                raise ImproperlyConfigured("one_time_link(url_name=...) is needed to issue links from the view.")
+            options = {name: kwargs.pop(name) for name in ("ttl", "absolute", "now") if name in kwargs}
+            request = request_or_user if isinstance(request_or_user, HttpRequest) else None
+            return downloads.issue_download_link(
+                request_or_user,
+                _resource_of(resource, request, args, kwargs),
+                url_name=url_name,
+                args=args,
+                kwargs=kwargs,
+                param=param,
+                **options,
+            )
+
+        wrapper.issue_link = issue_link  # type: ignore[attr-defined]
+        # Redemptions carry their own credential (see module docstring);
+        # token-less requests are checked by csrf_protect in without_token.
+        return csrf_exempt(wrapper)
+
+    return decorate

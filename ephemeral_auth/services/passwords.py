@@ -1,0 +1,384 @@
+"""Password reset: request a link, confirm it, and revoke links when a password changes.
+
+Security reasoning:
+
+* **No account enumeration.** :func:`request_reset` does the same work in the
+  request whatever the email: validate the syntax, count the request against
+  the client IP and against the email (both buckets are counted for known and
+  unknown emails alike), then hand the email address to a job that runs
+  *outside* the request. Looking the user up, writing the token and talking
+  to the mail server all happen in that job, so neither the answer nor its
+  timing depends on whether an account exists.
+* **Limits that do not leak.** Over the per-email limit the request is
+  answered exactly like any other and simply sends nothing: a 429 there would
+  be the same for known and unknown emails, but it would tell an attacker that
+  *somebody* asked for this address recently. The per-IP limit does answer 429
+  (it depends only on what the requester itself did).
+* **Latest link wins.** Issuing a link revokes the user's older reset links
+  under a lock on the user row, so of two requests only the newest link works.
+* **Confirm is atomic.** The token is peeked at (no side effect), the new
+  password validated against the user (a weak password does not burn the
+  link), then the token is consumed by one conditional DELETE with the expiry
+  in its WHERE clause, in the same transaction that writes the new hash: of
+  two racing confirmations exactly one changes the password.
+* **Any password change revokes links**: see :func:`note_password_change` and
+  :func:`revoke_after_password_change`, connected in ``receivers.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import unicodedata
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model, password_validation
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.mail import EmailMultiAlternatives
+from django.core.validators import validate_email
+from django.db import connections, router, transaction
+from django.template.loader import render_to_string
+from django.urls import NoReverseMatch, reverse
+from django.utils.module_loading import import_string
+
+from .. import clock, conf
+from ..exceptions import InvalidInput, InvalidPassword, InvalidToken, RateLimited
+from ..models import EphemeralToken, EventType, TokenType
+from . import ratelimit, tokens
+from .inputs import clean_text
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+    from django.http import HttpRequest
+
+__all__ = [
+    "MAX_EMAIL_LENGTH",
+    "MAX_PASSWORD_LENGTH",
+    "confirm_reset",
+    "deliver_password_reset",
+    "eligible_users",
+    "link_template",
+    "normalise_email",
+    "note_password_change",
+    "request_reset",
+    "revoke_after_password_change",
+    "run_in_thread",
+    "run_inline",
+]
+
+logger = logging.getLogger("ephemeral_auth.passwords")
+
+MAX_EMAIL_LENGTH = 254
+# Hashers cope with long input, but nobody types more; refuse megabyte "passwords".
+MAX_PASSWORD_LENGTH = 4096
+TOKEN_PLACEHOLDER = "{token}"
+
+_SUBJECT_TEMPLATE = "ephemeral_auth/password_reset/email_subject.txt"
+_BODY_TEMPLATE = "ephemeral_auth/password_reset/email_body.txt"
+_HTML_TEMPLATE = "ephemeral_auth/password_reset/email_body.html"
+
+
+# Requesting a link.
+
+
+def normalise_email(value: Any) -> str:
+    """Return the email as typed if it is a syntactically valid address, else raise InvalidInput.
+
+    Only the syntax is judged, so the answer is the same for every address.
+    """
+    email = clean_text(value, field="email", max_length=MAX_EMAIL_LENGTH).strip()
+    try:
+        validate_email(email)
+    except ValidationError as exc:
+        raise InvalidInput("email: not a valid email address", field="email") from exc
+    return email
+
+
+def link_template(request: HttpRequest) -> str:
+    """Return the reset link for this site with ``{token}`` where the token goes.
+
+    The token travels in the URL *fragment* by default: browsers never send a
+    fragment to any server, so it stays out of access logs, proxies and
+    Referer headers; the confirm page moves it into the POST body.
+    ``EPHEMERAL_AUTH_PASSWORD_RESET_URL`` points links at another page (an
+    SPA, a fixed public host instead of the request's Host header).
+    """
+    configured = str(conf.get("PASSWORD_RESET_URL") or "")
+    if configured:
+        return configured if TOKEN_PLACEHOLDER in configured else f"{configured}#token={TOKEN_PLACEHOLDER}"
+    try:
+        path = reverse("ephemeral_auth:password_reset_confirm")
+    except NoReverseMatch as exc:
+        raise ImproperlyConfigured(
+            "Mount ephemeral_auth.urls (namespace 'ephemeral_auth') or set EPHEMERAL_AUTH_PASSWORD_RESET_URL."
+        ) from exc
+    # build_absolute_uri uses the Host header, which ALLOWED_HOSTS validates.
+    return f"{request.build_absolute_uri(path)}#token={TOKEN_PLACEHOLDER}"
+
+
+def request_reset(email: Any, *, ip: str, link: str, now: datetime | None = None) -> None:
+    """Count a reset request and, within the limits, send a link in the background.
+
+    Identical in the request for known and unknown emails (see the module
+    docstring). Raises InvalidInput for a malformed email or link template,
+    and RateLimited when the client IP is over ``password_reset_ip``; over the
+    per-email limit it returns normally and sends nothing.
+    """
+    email = normalise_email(email)
+    link = clean_text(link, field="link", max_length=2048)
+    if TOKEN_PLACEHOLDER not in link:
+        raise InvalidInput("link: needs a {token} placeholder", field="link")
+    ip_key = ratelimit.ip_key(ip)
+    now = now or clock.now()
+    # The IP bucket first: a refused requester must not fill an email's bucket.
+    ratelimit.attempt(EventType.PASSWORD_RESET_IP, ip_key, now=now)
+    try:
+        ratelimit.attempt(EventType.PASSWORD_RESET_SEND, ratelimit.subject_key(email), now=now)
+    except RateLimited:
+        # Silently send nothing: the answer must not tell that this address
+        # was asked for recently (see module docstring).
+        logger.info("password reset not sent: per-email limit reached")
+        return
+    # Everything that depends on whether the account exists happens in the job.
+    _runner()(deliver_password_reset, email=email, link=link)
+
+
+def _runner() -> Callable[..., None]:
+    path = conf.get("PASSWORD_RESET_RUNNER")
+    runner = import_string(path) if isinstance(path, str) else path
+    if not callable(runner):
+        raise ImproperlyConfigured("EPHEMERAL_AUTH_PASSWORD_RESET_RUNNER must name a callable.")
+    return runner  # type: ignore[no-any-return]
+
+
+def run_inline(job: Callable[..., None], /, **kwargs: str) -> None:
+    """Run the job now, in the request (tests, management commands; not for production)."""
+    job(**kwargs)
+
+
+_pool_lock = threading.Lock()
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        # A pool created before a fork (gunicorn --preload) has no threads in
+        # the child: one pool per process.
+        if _pool is None or _pool[0] != os.getpid():
+            _pool = (os.getpid(), ThreadPoolExecutor(max_workers=2, thread_name_prefix="ephemeral_auth-reset"))
+        return _pool[1]
+
+
+def _run_and_close(job: Callable[..., None], kwargs: dict[str, str]) -> None:
+    try:
+        job(**kwargs)
+    except Exception:
+        # The job logs its own failures; this is the last resort (no token here).
+        logger.exception("password reset job failed")
+    finally:
+        # Connections are per thread: close the ones this worker opened.
+        connections.close_all()
+
+
+def run_in_thread(job: Callable[..., None], /, **kwargs: str) -> None:
+    """Run the job on a small per-process thread pool, after the answer is on its way.
+
+    The request returns as soon as the job is queued, so neither the database
+    writes nor the mail server's latency show in the response time.
+    """
+    _executor().submit(_run_and_close, job, kwargs)
+
+
+def eligible_users(email: str) -> list[AbstractBaseUser]:
+    """Return the active users with a usable password whose email is ``email``.
+
+    Users without a usable password (single sign-on only) get no link: a
+    reset would add password login to an account that never had one.
+    """
+    user_model = get_user_model()
+    field = user_model.get_email_field_name()
+    folded = _fold(email)
+    candidates = user_model._default_manager.filter(**{f"{field}__iexact": email, "is_active": True})
+    # iexact is collation-dependent; compare once more the Unicode way (as Django does).
+    return [u for u in candidates if u.has_usable_password() and _fold(getattr(u, field) or "") == folded]
+
+
+def _fold(value: str) -> str:
+    return unicodedata.normalize("NFKC", value).casefold()
+
+
+def deliver_password_reset(*, email: str, link: str) -> int:
+    """Issue a fresh link for every eligible account of ``email`` and mail it; return how many.
+
+    Runs outside the request (see the runners). A link whose email could not
+    be sent is revoked at once, so no usable token is left behind.
+    """
+    sent = 0
+    for user in eligible_users(email):
+        issued = _issue_revoking_older(user)
+        try:
+            _send(user, link.replace(TOKEN_PLACEHOLDER, issued.raw))
+        except Exception:
+            tokens.revoke_tokens(user=user, token_type=TokenType.PASSWORD_RESET)
+            logger.exception("password reset email to user #%s failed; link revoked", user.pk)
+            continue
+        sent += 1
+        logger.info("password reset link sent to user #%s", user.pk)
+    return sent
+
+
+def _issue_revoking_older(user: AbstractBaseUser) -> tokens.IssuedToken:
+    user_alias = router.db_for_write(type(user))
+    token_alias = router.db_for_write(EphemeralToken)
+    with transaction.atomic(using=user_alias), transaction.atomic(using=token_alias):
+        # Serialise requests of one user: of two at the same instant, the one
+        # that commits last revokes the other's link ("latest wins").
+        list(type(user)._default_manager.using(user_alias).select_for_update().filter(pk=user.pk).values("pk"))
+        tokens.revoke_tokens(user=user, token_type=TokenType.PASSWORD_RESET)
+        return tokens.issue_password_reset(user)
+
+
+def _send(user: AbstractBaseUser, url: str) -> None:
+    field = type(user).get_email_field_name()
+    context = {
+        "user": user,
+        "reset_url": url,
+        "expires_in_minutes": int(conf.token_ttl(TokenType.PASSWORD_RESET).total_seconds() // 60),
+    }
+    subject = "".join(render_to_string(_SUBJECT_TEMPLATE, context).splitlines()).strip()
+    message = EmailMultiAlternatives(
+        subject=subject,
+        body=render_to_string(_BODY_TEMPLATE, context),
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[getattr(user, field)],
+    )
+    message.attach_alternative(render_to_string(_HTML_TEMPLATE, context), "text/html")
+    message.send()
+
+
+# Confirming.
+
+
+def confirm_reset(raw: Any, new_password: Any, *, now: datetime | None = None) -> AbstractBaseUser:
+    """Set a new password with a reset token; return the user.
+
+    Raises InvalidInput for a password that is not text of a sane size,
+    InvalidToken for an unknown, expired or used token (or an inactive user),
+    and InvalidPassword when the validators refuse the password, in which case
+    the token stays usable.
+    """
+    password = clean_text(new_password, field="new_password", max_length=MAX_PASSWORD_LENGTH)
+    now = now or clock.now()
+    # Peek: nothing is used up until the password is known to be acceptable.
+    peeked = tokens.peek_token(raw, TokenType.PASSWORD_RESET, now=now)
+    user = peeked.user if peeked is not None else None
+    if user is None or not user.is_active:
+        raise InvalidToken()
+    try:
+        password_validation.validate_password(password, user)
+    except ValidationError as exc:
+        raise InvalidPassword(messages=[str(m) for m in exc.messages]) from exc
+
+    old_session_hash = _session_hash(user)
+    # Hash outside the transaction: the slow part must not hold the row lock.
+    user.set_password(password)
+    user_alias = router.db_for_write(type(user))
+    token_alias = router.db_for_write(EphemeralToken)
+    with transaction.atomic(using=user_alias), transaction.atomic(using=token_alias):
+        # The decision: one conditional DELETE (type, digest, expiry, user).
+        tokens.consume_token(raw, TokenType.PASSWORD_RESET, user=user, now=now)
+        user.save(update_fields=["password"])
+        # The link did its job; no other reset link nor a pending 2FA login
+        # started with the old password may outlive it.
+        tokens.revoke_tokens(user=user, token_types=[TokenType.PASSWORD_RESET, TokenType.PRE_AUTH])
+    if conf.get("PASSWORD_RESET_ENDS_SESSIONS"):
+        _end_other_sessions(user, old_session_hash, now=now)
+    logger.info("password reset completed for user #%s", user.pk)
+    return user
+
+
+def _session_hash(user: AbstractBaseUser) -> str | None:
+    get_hash = getattr(user, "get_session_auth_hash", None)
+    return get_hash() if callable(get_hash) else None
+
+
+def _end_other_sessions(user: AbstractBaseUser, old_hash: str | None, *, now: datetime) -> int:
+    """Make sure no session logged in before the reset stays logged in; return sessions deleted.
+
+    Django stores an HMAC of the password hash in every session
+    (``get_session_auth_hash``) and flushes a session whose value no longer
+    matches on its next request. A new password therefore ends every other
+    session, with any session engine and without scanning the session table.
+    Only if a custom user model keeps that hash stable across password changes
+    are the user's sessions deleted from a database-backed session store
+    (a scan of live sessions: acceptable as the exceptional path).
+    """
+    new_hash = _session_hash(user)
+    if old_hash is not None and new_hash is not None and new_hash != old_hash:
+        return 0
+    engine = settings.SESSION_ENGINE
+    if engine not in ("django.contrib.sessions.backends.db", "django.contrib.sessions.backends.cached_db"):
+        logger.warning(
+            "user #%s: the session auth hash did not change with the password and %s cannot be "
+            "scanned; other sessions were not ended",
+            user.pk,
+            engine,
+        )
+        return 0
+    from django.contrib.sessions.models import Session
+
+    store_class = import_string(f"{engine}.SessionStore")
+    ended = 0
+    for session in Session.objects.filter(expire_date__gt=now).iterator():
+        if str(session.get_decoded().get("_auth_user_id")) == str(user.pk):
+            store_class(session.session_key).delete()
+            ended += 1
+    logger.info("ended %s sessions of user #%s by scanning the session table", ended, user.pk)
+    return ended
+
+
+# Password changes anywhere (admin, set_password + save, Django's views).
+
+_CHANGED_FLAG = "_ephemeral_auth_password_changed"
+
+
+def note_password_change(instance: Any, *, using: str, update_fields: Any = None, raw: bool = False) -> None:
+    """Remember on ``instance`` whether this save writes a different password hash (pre_save).
+
+    Free when ``set_password`` was called (Django keeps the raw password in
+    ``_password`` until the save) or when ``update_fields`` leaves the
+    password out; otherwise one SELECT of the stored hash, on User saves only.
+    A hash upgrade at login also counts as a change, as it does for Django's
+    own reset tokens.
+    """
+    setattr(instance, _CHANGED_FLAG, False)
+    if raw or instance.pk is None:
+        return
+    if update_fields is not None and "password" not in update_fields:
+        return
+    if getattr(instance, "_password", None) is not None:
+        setattr(instance, _CHANGED_FLAG, True)
+        return
+    if "password" not in instance.__dict__:  # deferred: this save cannot change it
+        return
+    stored = (
+        type(instance)._base_manager.using(using).filter(pk=instance.pk).values_list("password", flat=True).first()
+    )
+    setattr(instance, _CHANGED_FLAG, stored is not None and stored != instance.password)
+
+
+def revoke_after_password_change(instance: Any) -> int:
+    """Revoke the user's reset links if the save just written changed the password (post_save)."""
+    if not getattr(instance, _CHANGED_FLAG, False):
+        return 0
+    setattr(instance, _CHANGED_FLAG, False)
+    revoked = tokens.revoke_tokens(user=instance, token_type=TokenType.PASSWORD_RESET)
+    if revoked:
+        logger.info("password of user #%s changed: %s reset links revoked", instance.pk, revoked)
+    return revoked

@@ -1,0 +1,1 @@
+"""Demo app: a files page that hands out one-time download links."""

@@ -123,24 +123,10 @@ def issue_download_link(
 
 def peek_download(raw: Any, resource: Any, *, now: datetime | None = None) -> EphemeralToken | None:
     """Return the live link token for ``resource`` without using it (confirm page, HEAD)."""
-    token = _peek_exact(raw, resource, now=now or clock.now())
-    if token is None or token.user is None or not token.user.is_active:
-        return None
-    return token
-
-
-def _peek_exact(raw: Any, resource: Any, *, now: datetime) -> EphemeralToken | None:
-    """Return the live token whose resource is exactly ``resource``.
-
-    The database compares with the column's collation: MariaDB's default
-    (utf8mb4_unicode_ci) ignores case and trailing spaces, so "file:1" would
-    match "FILE:1" and "file:1 ". The row found is therefore compared again
-    here, byte for byte, before anything is consumed.
-    """
     if not isinstance(resource, str) or not resource:
         return None
-    token = tokens.peek_token(raw, TokenType.SLICER_DOWNLOAD, resource=resource, now=now)
-    if token is None or token.resource != resource:
+    token = tokens.peek_token(raw, TokenType.SLICER_DOWNLOAD, resource=resource, now=now or clock.now())
+    if token is None or token.user is None or not token.user.is_active:
         return None
     return token
 
@@ -152,12 +138,9 @@ def redeem_download(raw: Any, resource: Any, *, now: datetime | None = None) -> 
     for another resource (then nothing is consumed) or its user is inactive.
     """
     now = now or clock.now()
-    # Peek first: a presentation at another resource must consume nothing,
-    # also where the collation would call two resources equal (_peek_exact).
-    if _peek_exact(raw, resource, now=now) is None:
-        raise InvalidToken()
-    # The decision: one conditional DELETE. The resource of a row never
-    # changes, so the exact comparison above still holds for the row deleted.
+    # The decision: one conditional DELETE whose WHERE clause holds the
+    # resource, compared byte for byte on every backend (tokens._where_sql),
+    # so a presentation at another resource consumes nothing.
     token = tokens.consume_token(raw, TokenType.SLICER_DOWNLOAD, resource=resource, now=now)
     user = token.user
     if user is None or not user.is_active:

@@ -461,3 +461,14 @@ def test_a_failed_save_does_not_revoke(user, monkeypatch):
     with pytest.raises(IntegrityError), transaction.atomic():
         user.save()
     assert live_reset_tokens(user) == 1
+
+
+def test_a_password_change_also_revokes_pending_two_factor_logins(user, other_user):
+    from ephemeral_auth.services import tokens as token_service
+
+    pending = token_service.issue_pre_auth(user, challenge="c", methods=["totp"])
+    kept = token_service.issue_pre_auth(other_user, challenge="c", methods=["totp"])
+    user.set_password("a brand new passphrase 42")
+    user.save()
+    assert not EphemeralToken.objects.filter(pk=pending.token.pk).exists()
+    assert EphemeralToken.objects.filter(pk=kept.token.pk).exists()

@@ -374,11 +374,15 @@ def note_password_change(instance: Any, *, using: str, update_fields: Any = None
 
 
 def revoke_after_password_change(instance: Any) -> int:
-    """Revoke the user's reset links if the save just written changed the password (post_save)."""
+    """Revoke the user's reset links and pending 2FA logins if the save just written changed the password.
+
+    A pending login (pre_auth) proved the *old* password: once it changed, that
+    proof is void (seed weakness 8).
+    """
     if not getattr(instance, _CHANGED_FLAG, False):
         return 0
     setattr(instance, _CHANGED_FLAG, False)
-    revoked = tokens.revoke_tokens(user=instance, token_type=TokenType.PASSWORD_RESET)
+    revoked = tokens.revoke_tokens(user=instance, token_types=[TokenType.PASSWORD_RESET, TokenType.PRE_AUTH])
     if revoked:
-        logger.info("password of user #%s changed: %s reset links revoked", instance.pk, revoked)
+        logger.info("password of user #%s changed: %s reset links / pending logins revoked", instance.pk, revoked)
     return revoked

@@ -20,6 +20,11 @@ of the time. The trade-off: a 2FA change made in another session (enabling
 seconds. Set it to 0 to re-read on every authenticated request. Requests
 without a session cookie cost nothing.
 
+When the session or the 2FA state cannot be read (the database is down), the
+request is answered 503 here (``{"error": "service_unavailable"}`` for the JSON
+API and JSON clients, a plain page otherwise): fail closed, and never the 500
+page the view would otherwise hit (docs/deployment.md, "Database outages").
+
 With ``EPHEMERAL_AUTH_REQUIRE_2FA_FOR_STAFF`` staff users without 2FA are
 sent to ``TWO_FACTOR_ENROLMENT_URL`` (JSON clients get 403
 ``two_factor_enrolment_required``); ephemeral_auth's own pages stay reachable.
@@ -27,20 +32,27 @@ sent to ``TWO_FACTOR_ENROLMENT_URL`` (JSON clients get 403
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib.auth import SESSION_KEY as AUTH_SESSION_KEY
 from django.contrib.auth.models import AnonymousUser
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import resolve_url
+from django.urls import Resolver404, resolve
+from django.utils.cache import add_never_cache_headers
+from django.utils.html import escape
 from django.utils.translation import gettext as _
 
 from . import clock, conf
 from .services import two_factor
 
-__all__ = ["TwoFactorMiddleware"]
+__all__ = ["TwoFactorMiddleware", "service_unavailable"]
+
+logger = logging.getLogger("ephemeral_auth.middleware")
 
 # URL namespaces of ephemeral_auth's own views: always reachable (logout, enrolment, reset...).
 OWN_NAMESPACES = frozenset({"ephemeral_auth", "ephemeral_auth_api"})
@@ -53,7 +65,14 @@ class TwoFactorMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        self.process_request(request)
+        try:
+            self.process_request(request)
+        except DatabaseError:
+            # The session (or the 2FA state) cannot be read: we cannot tell who this is,
+            # so nobody is signed in for this request. Answer 503 here: past this point
+            # the view would meet the same error outside any handler (a 500 page).
+            logger.exception("database error while reading the session's two-factor state")
+            return service_unavailable(request)
         return self.get_response(request)
 
     def process_request(self, request: HttpRequest) -> None:
@@ -124,3 +143,23 @@ def _wants_json(request: HttpRequest) -> bool:
     return request.content_type == "application/json" or (
         "application/json" in accept and "text/html" not in accept
     )
+
+
+def service_unavailable(request: HttpRequest) -> HttpResponse:
+    """Return the 503 answer: the JSON error for the API (or a JSON client), a plain page otherwise."""
+    message = _("The service is temporarily unavailable.")
+    try:
+        namespaces = resolve(request.path_info).namespaces
+    except Resolver404:
+        namespaces = []
+    if "ephemeral_auth_api" in namespaces or _wants_json(request):
+        from .views.json import error
+
+        return error("service_unavailable", message)
+    response = HttpResponse(
+        f"<!doctype html>\n<title>{escape(message)}</title>\n<h1>{escape(message)}</h1>\n",
+        status=503,
+        content_type="text/html; charset=utf-8",
+    )
+    add_never_cache_headers(response)
+    return response

@@ -8,11 +8,12 @@ override the templates ``ephemeral_auth/login.html`` and
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import logout as django_logout
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render, resolve_url
 from django.urls import path
@@ -23,12 +24,14 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 
-from ..exceptions import EphemeralAuthError, RateLimited
+from ..exceptions import EphemeralAuthError, RateLimited, ServiceUnavailable
 from ..forms import LoginForm
 from ..services import login as login_service
 from .responses import clear_login_cookies, login_step_redirect
 
 __all__ = ["LoginView", "LogoutView", "ServiceErrorMixin", "safe_next_url", "urlpatterns"]
+
+logger = logging.getLogger("ephemeral_auth.views")
 
 
 def safe_next_url(request: HttpRequest, value: str | None, *, default: str | None = None) -> str:
@@ -50,7 +53,7 @@ class ServiceErrorMixin:
         if form is not None:
             form.add_error(None, exc.message)
         context.setdefault("error_code", exc.code)
-        status = 429 if isinstance(exc, RateLimited) else 400
+        status = 429 if isinstance(exc, RateLimited) else 503 if isinstance(exc, ServiceUnavailable) else 400
         response = render(request, template, context, status=status)
         if isinstance(exc, RateLimited):
             response["Retry-After"] = str(exc.retry_after)
@@ -91,6 +94,10 @@ class LoginView(ServiceErrorMixin, View):
             )
         except EphemeralAuthError as exc:
             return self.error_response(request, exc, self.template_name, context)
+        except DatabaseError:
+            # Fail closed: nobody is logged in, the form says so with a 503, no 500 page.
+            logger.exception("database error on the login page")
+            return self.error_response(request, ServiceUnavailable(), self.template_name, context)
         return login_step_redirect(request, step, next_url=self.get_next_url())
 
 

@@ -8,13 +8,14 @@ the login page (``views.responses``), never through the URL or the session.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db import transaction
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.db import DatabaseError, transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import path, reverse
 from django.utils.decorators import method_decorator
@@ -26,10 +27,13 @@ from django.views.decorators.debug import sensitive_post_parameters
 
 from ..exceptions import EphemeralAuthError, InvalidToken
 from ..forms import CodeForm, EmailConfirmForm, PasswordForm, TotpStartForm, VerifyForm
+from ..middleware import service_unavailable
 from ..services import email_otp, recovery, totp, two_factor
 from ..services import login as login_service
 from .html_account import ServiceErrorMixin, safe_next_url
 from .responses import clear_login_cookies, read_challenge, read_pending_token
+
+logger = logging.getLogger("ephemeral_auth.views")
 
 __all__ = [
     "EmailConfirmView",
@@ -71,6 +75,14 @@ class VerifyView(ServiceErrorMixin, View):
         request = self.request  # type: ignore[attr-defined]
         value = request.POST.get(self.redirect_field_name) or request.GET.get(self.redirect_field_name)
         return safe_next_url(request, value)
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        try:
+            return super().dispatch(request, *args, **kwargs)
+        except DatabaseError:
+            # Fail closed: the pending login stays as it was, nobody is logged in, no 500 page.
+            logger.exception("database error on the two-factor verify page")
+            return service_unavailable(request)
 
     def expired(self, request: HttpRequest) -> HttpResponse:
         """The pending login is gone: back to the login page, with a message."""

@@ -25,176 +25,39 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import pytest
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
-PROVIDER_DIR = Path(__file__).resolve().parent / "oidc_provider"
+from tests.e2e.servers import (  # noqa: F401 - shared helpers, moved out of this module
+    CLIENT,
+    PROVIDER_DIR,
+    ROOT,
+    SECOND_CLIENT,
+    TESTSERVER_CALLBACK,
+    Forms,
+    Provider,
+    free_port,
+    parse_forms,
+    provider_login,
+    stop,
+    wait_for_http,
+)
+from tests.e2e.servers import fresh_postgres_database as _fresh_postgres_database
+from tests.e2e.servers import postgres_admin_url as _postgres_admin_url  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 
-CLIENT = {"client_id": "ea-e2e", "client_secret": "ea-e2e-secret-0123456789"}
-SECOND_CLIENT = {"client_id": "ea-e2e-second", "client_secret": "ea-e2e-second-secret-0123456789"}
-TESTSERVER_CALLBACK = "http://testserver/api/auth/oidc/callback/"
-
-
-# The real provider.
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_http(url: str, *, process: subprocess.Popen | None = None, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"{process.args[0]} exited with {process.returncode}")
-        try:
-            requests.get(url, timeout=10, allow_redirects=False)
-            return
-        except (requests.ConnectionError, requests.Timeout):
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer in {seconds} s")
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-class Provider:
-    """The running oidc-provider: its issuer and clients."""
-
-    def __init__(self, issuer: str) -> None:
-        self.issuer = issuer
-
-    @property
-    def discovery_url(self) -> str:
-        return f"{self.issuer}/.well-known/openid-configuration"
-
-    def settings(self, client: dict[str, str] = CLIENT, **overrides: Any) -> dict[str, Any]:
-        return {"name": "Test IdP", "discovery_url": self.discovery_url, **client, **overrides}
-
-
-@pytest.fixture(scope="session")
-def rp_port() -> int:
-    """The port the example project's gunicorn will listen on (registered at the provider)."""
-    return free_port()
-
-
-@pytest.fixture(scope="session")
-def provider(rp_port: int, tmp_path_factory: Any) -> Iterator[Provider]:
-    """Start the real OpenID provider once for the session."""
-    node = shutil.which("node")
-    if node is None or not (PROVIDER_DIR / "node_modules" / "oidc-provider").is_dir():
-        pytest.fail("the test provider is not installed: run `npm ci` in tests/e2e/oidc_provider (.ci/e2e-setup.sh)")
-    port = free_port()
-    callbacks = [TESTSERVER_CALLBACK, f"http://localhost:{rp_port}/api/auth/oidc/callback/"]
-    clients = [{**CLIENT, "redirect_uris": callbacks}, {**SECOND_CLIENT, "redirect_uris": callbacks}]
-    env = {**os.environ, "OIDC_PORT": str(port), "OIDC_CLIENTS": json.dumps(clients)}
-    log = tmp_path_factory.mktemp("oidc_provider") / "provider.log"
-    with log.open("w") as output:
-        process = subprocess.Popen([node, "provider.mjs"], cwd=PROVIDER_DIR, env=env, stdout=output, stderr=output)
-    try:
-        deadline = time.monotonic() + 30
-        while "listening" not in log.read_text():
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the OpenID provider did not start:\n{log.read_text()}")
-            time.sleep(0.05)
-        yield Provider(f"http://127.0.0.1:{port}")
-    finally:
-        stop(process)
-
-
-# A browser for the provider's forms.
-
-
-class Forms(HTMLParser):
-    """Collect the forms of a page: action, method and input values (buttons ignored)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.forms: list[dict[str, Any]] = []
-        self.links: list[tuple[str, str]] = []
-        self._href: str | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        attributes = {k: v or "" for k, v in attrs}
-        if tag == "form":
-            action, method = attributes.get("action", ""), attributes.get("method", "get")
-            self.forms.append({"action": action, "method": method, "fields": {}})
-        elif tag == "input" and self.forms and attributes.get("name"):
-            self.forms[-1]["fields"][attributes["name"]] = attributes.get("value", "")
-        elif tag == "a":
-            self._href = attributes.get("href")
-
-    def handle_data(self, data: str) -> None:
-        if self._href is not None and data.strip():
-            self.links.append((data.strip(), self._href))
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "a":
-            self._href = None
-
-
-def parse_forms(html: str) -> Forms:
-    parser = Forms()
-    parser.feed(html)
-    return parser
-
-
-def provider_login(
-    session: requests.Session, authorization_url: str, *, login: str, stop_at: str, cancel: bool = False
-) -> str:
-    """Drive the provider from the authorization URL to its redirect back; return that URL.
-
-    Fills the dev login form with ``login`` (any password) and accepts the
-    consent form; ``cancel`` clicks "[ Cancel ]" on the login page instead.
-    Stops (without following) at the first redirect to ``stop_at``.
-    """
-    url = authorization_url
-    method, data = "GET", None
-    for _ in range(12):
-        response = session.request(method, url, data=data, allow_redirects=False, timeout=10)
-        if response.is_redirect:
-            url = urljoin(url, response.headers["Location"])
-            method, data = "GET", None
-            if url.startswith(stop_at):
-                return url
-            continue
-        assert response.status_code == 200, (response.status_code, response.text[:500])
-        page = parse_forms(response.text)
-        if cancel:
-            href = dict(page.links)["[ Cancel ]"]
-            url, method, data = urljoin(url, href), "GET", None
-            continue
-        form = page.forms[0]
-        fields = dict(form["fields"])
-        if fields.get("prompt") == "login":
-            fields.update({"login": login, "password": "any password"})
-        url, method, data = urljoin(url, form["action"]), form["method"].upper(), fields
-    raise AssertionError("the provider did not redirect back")
+# The real provider and the relying party's port: the session fixtures ``provider``
+# and ``rp_port`` of tests/e2e/conftest.py.
 
 
 def q(url: str) -> dict[str, str]:
@@ -445,25 +308,6 @@ def test_asserted_mfa_skips_local_2fa_only_when_trusted(browser: Browser, idp: P
 
 
 # The example project under gunicorn -w 4 on PostgreSQL.
-
-
-def _postgres_admin_url() -> str:
-    return os.environ.get("EA_E2E_POSTGRES_URL", "postgres://ephemeral:ephemeral@127.0.0.1:5432/postgres")
-
-
-def _fresh_postgres_database(name: str) -> str:
-    """Create an empty database ``name`` owned by the test role; return its DATABASE_URL."""
-    import psycopg
-
-    admin = _postgres_admin_url()
-    try:
-        connection = psycopg.connect(admin.replace("postgres://", "postgresql://"), autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is needed for the gunicorn test ({exc}); run bash .ci/services.sh")
-    with connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        connection.execute(f'CREATE DATABASE "{name}"')
-    return admin.rsplit("/", 1)[0] + f"/{name}"
 
 
 class Site:

@@ -150,3 +150,24 @@ def test_staff_with_two_factor_and_other_users_pass(client, clock, settings):
     plain = Client()
     plain.force_login(UserFactory())
     assert plain.get("/").status_code == 200
+
+
+# Fail closed when the database is down (the e2e outage test proves it under gunicorn).
+
+
+def test_a_database_error_while_reading_the_session_is_a_503_not_a_500(client, user, monkeypatch):
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.db import OperationalError
+
+    client.force_login(user)
+
+    def down(self, *args, **kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(SessionStore, "load", down)
+    response = client.get("/api/auth/me/")
+    assert response.status_code == 503
+    assert response.json()["error"] == "service_unavailable"
+    assert "Traceback" not in response.content.decode()
+    page = client.get("/accounts/login/")
+    assert page.status_code == 503 and b"temporarily unavailable" in page.content

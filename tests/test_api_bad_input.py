@@ -47,6 +47,9 @@ RAW_BODIES = {
     "form encoded": (b"username=x&password=y", "application/x-www-form-urlencoded"),
     "text/plain": (b'{"a": 1}', "text/plain"),
     "too large": (json.dumps({"padding": HUGE}).encode(), "application/json"),
+    # Under 16 KB but nested past Python's recursion limit (found by tests/test_fuzz.py: it was a 500).
+    "deeply nested array": (b"[" * 8000 + b"]" * 8000, "application/json"),
+    "deeply nested object": (b'{"a":' * 3000 + b"1" + b"}" * 3000, "application/json"),
 }
 
 BAD_VALUES = {

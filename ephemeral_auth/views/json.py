@@ -42,7 +42,6 @@ MAX_BODY_BYTES = 16 * 1024
 
 STATUS_BY_CODE: dict[str, int] = {
     "invalid_input": 400,
-    "invalid_json": 400,
     "not_enrolled": 400,
     "invalid_password": 400,
     "invalid_token": 401,
@@ -53,11 +52,10 @@ STATUS_BY_CODE: dict[str, int] = {
     "account_inactive": 403,
     "unknown_provider": 404,
     "csrf_failed": 403,
+    "two_factor_enrolment_required": 403,
     "forbidden": 403,
     "not_found": 404,
     "method_not_allowed": 405,
-    "payload_too_large": 413,
-    "unsupported_media_type": 415,
     "rate_limited": 429,
     "service_unavailable": 503,
 }

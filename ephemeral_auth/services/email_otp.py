@@ -44,7 +44,7 @@ from ..exceptions import (
 )
 from ..models import EventType, TokenType, UserTwoFactor
 from . import ratelimit, recovery, tokens
-from .inputs import is_plain_text
+from .inputs import clean_text, is_plain_text
 from .two_factor import count_attempt, forgive_failures, load_state, note_failure, two_factor_key, user_email
 
 if TYPE_CHECKING:
@@ -209,16 +209,8 @@ def confirm(
     Raises InvalidToken (unknown, expired, used, or another user's token),
     InvalidCode, RateLimited, InvalidInput.
     """
-    if not is_plain_text(setup_token, max_length=512) or not setup_token:
-        raise InvalidInput(
-            gettext("%(name)s must be text of at most %(n)s characters.") % {"name": "setup_token", "n": 512},
-            field="setup_token",
-        )
-    if not is_plain_text(code, max_length=64) or not code:
-        raise InvalidInput(
-            gettext("%(name)s must be text of at most %(n)s characters.") % {"name": "code", "n": 64},
-            field="code",
-        )
+    clean_text(setup_token, field="setup_token", max_length=512)
+    clean_text(code, field="code", max_length=64)
     now = now or clock.now()
     token = tokens.peek_token(setup_token, TokenType.EMAIL_OTP_SETUP, user=user, now=now)
     if token is None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.translation import gettext
+
 from ..exceptions import InvalidInput
 
 __all__ = ["clean_text", "is_plain_text"]
@@ -28,8 +30,9 @@ def is_plain_text(value: Any, *, max_length: int) -> bool:
 
 def clean_text(value: Any, *, field: str, max_length: int, allow_empty: bool = False) -> str:
     """Return ``value`` if it is acceptable text, else raise InvalidInput."""
-    if not is_plain_text(value, max_length=max_length):
-        raise InvalidInput(f"{field}: expected text of at most {max_length} characters", field=field)
-    if not value and not allow_empty:
-        raise InvalidInput(f"{field}: must not be empty", field=field)
+    if not is_plain_text(value, max_length=max_length) or (not value and not allow_empty):
+        raise InvalidInput(
+            gettext("%(name)s must be text of at most %(n)s characters.") % {"name": field, "n": max_length},
+            field=field,
+        )
     return str(value)

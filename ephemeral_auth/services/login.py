@@ -392,7 +392,7 @@ def peek_pending(raw: Any, *, challenge: Any, now: datetime | None = None) -> Pe
     model = get_user_model()
     user: Any
     if _same_database(EphemeralToken, model, UserTwoFactor):
-        token = tokens.peek_token_related(
+        token = tokens.peek_token(
             raw, TokenType.PRE_AUTH, challenge_id=challenge, now=now, related=("user", "user__two_factor")
         )
         user = token.user if token is not None else None
@@ -436,11 +436,7 @@ def verify_login(
     user's 2FA budget is spent) or InvalidCode. A wrong code leaves the
     pending login usable.
     """
-    if not is_plain_text(code, max_length=MAX_CODE_LENGTH) or not code:
-        raise InvalidInput(
-            gettext("%(name)s must be text of at most %(n)s characters.") % {"name": "code", "n": 64},
-            field="code",
-        )
+    clean_text(code, field="code", max_length=MAX_CODE_LENGTH)
     if not is_plain_text(method, max_length=16) or method not in METHODS:
         raise InvalidInput(gettext("method must be one of: totp, email, recovery."), field="method")
     now = now or clock.now()

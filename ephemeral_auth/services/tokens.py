@@ -311,15 +311,20 @@ def peek_token(
     challenge_id: str | None = None,
     resource: str | None = None,
     user: AbstractBaseUser | None = None,
+    related: tuple[str, ...] = (),
     now: datetime | None = None,
 ) -> EphemeralToken | None:
-    """Return the live token matching every binding, without using it up."""
+    """Return the live token matching every binding, without using it up.
+
+    ``related`` names ``select_related`` paths joined in the same SELECT
+    (e.g. the pending login's user and their 2FA settings).
+    """
     lookups = _conditions(
         raw, token_type, now=now or clock.now(), challenge_id=challenge_id, resource=resource, user=user
     )
     if lookups is None:
         return None
-    rows = list(EphemeralToken.objects.using(_alias()).filter(**lookups)[:1])
+    rows = list(EphemeralToken.objects.using(_alias()).select_related(*related).filter(**lookups)[:1])
     return rows[0] if rows and _matches_exactly(rows[0], lookups) else None
 
 
@@ -474,28 +479,7 @@ def revoke_tokens(
     return int(count)
 
 
-# Added for the two-factor login (docs/two-factor.md): read a pending login
-# together with its user in one statement, and cap a token's lifetime.
-
-
-def peek_token_related(
-    raw: Any,
-    token_type: str,
-    *,
-    related: tuple[str, ...],
-    challenge_id: str | None = None,
-    resource: str | None = None,
-    user: AbstractBaseUser | None = None,
-    now: datetime | None = None,
-) -> EphemeralToken | None:
-    """Like :func:`peek_token`, joining ``related`` (``select_related`` paths) in the same SELECT."""
-    lookups = _conditions(
-        raw, token_type, now=now or clock.now(), challenge_id=challenge_id, resource=resource, user=user
-    )
-    if lookups is None:
-        return None
-    rows = list(EphemeralToken.objects.using(_alias()).select_related(*related).filter(**lookups)[:1])
-    return rows[0] if rows and _matches_exactly(rows[0], lookups) else None
+# Added for the two-factor login (docs/two-factor.md): cap a token's lifetime.
 
 
 def limit_expiry(token: EphemeralToken, *, expires_at: datetime) -> bool:
@@ -511,4 +495,4 @@ def limit_expiry(token: EphemeralToken, *, expires_at: datetime) -> bool:
     return EphemeralToken.objects.using(_alias()).filter(pk=token.pk).exists()
 
 
-__all__ += ["limit_expiry", "peek_token_related"]
+__all__ += ["limit_expiry"]

@@ -31,10 +31,10 @@ from django.db.models import Q
 from django.utils.translation import gettext
 
 from .. import clock, conf, crypto
-from ..exceptions import InvalidCode, InvalidInput, NotEnrolled, ServiceUnavailable
+from ..exceptions import InvalidCode, NotEnrolled, ServiceUnavailable
 from ..models import TokenType, UserTwoFactor
 from . import recovery, tokens
-from .inputs import is_plain_text
+from .inputs import clean_text
 from .two_factor import check_user_code, count_attempt, load_state, note_failure
 
 if TYPE_CHECKING:
@@ -221,11 +221,7 @@ def confirm(user: AbstractBaseUser, code: Any, *, now: datetime | None = None, r
     confirming code is recorded so it cannot be replayed at login. Raises
     NotEnrolled (no setup started), InvalidCode, RateLimited.
     """
-    if not is_plain_text(code, max_length=64) or not code:
-        raise InvalidInput(
-            gettext("%(name)s must be text of at most %(n)s characters.") % {"name": "code", "n": 64},
-            field="code",
-        )
+    clean_text(code, field="code", max_length=64)
     now = now or clock.now()
     state = load_state(user)
     row = state.row

@@ -26,10 +26,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.db.models import Exists, OuterRef
-from django.utils.translation import gettext
 
 from .. import clock, conf
-from ..exceptions import InvalidCode, InvalidInput, RateLimited
+from ..exceptions import InvalidCode, RateLimited
 from ..models import EventType, RateLimitEvent, RecoveryCode, TokenType, UserTwoFactor
 from ..signals import user_locked_out
 from . import ratelimit, tokens
@@ -289,13 +288,9 @@ def check_user_code(
     non-text code, RateLimited, or InvalidCode.
     """
     from . import recovery, totp
-    from .inputs import is_plain_text
+    from .inputs import clean_text
 
-    if not is_plain_text(code, max_length=64) or not code:
-        raise InvalidInput(
-            gettext("%(name)s must be text of at most %(n)s characters.") % {"name": "code", "n": 64},
-            field="code",
-        )
+    clean_text(code, field="code", max_length=64)
     now = now or clock.now()
     state = load_state(user)
     totp_code = totp.normalize(code) if state.totp else None

@@ -80,3 +80,16 @@ def test_regenerate_needs_a_second_factor_and_a_current_code(user, now):
     # A recovery code also proves the factor (and is used up by it).
     newest = recovery.regenerate(user, new[0], now=now)
     assert len(newest) == 10
+
+
+def test_recovery_codes_survive_a_secret_key_rotation(user, settings):
+    from ephemeral_auth.services import recovery
+
+    old_key = settings.SECRET_KEY
+    codes = recovery.generate(user)
+    settings.SECRET_KEY = "a-brand-new-secret-key-for-rotation-0123456789abcdef"
+    settings.SECRET_KEY_FALLBACKS = [old_key]
+    assert recovery.use(user.pk, recovery.normalize(codes[0]))
+    assert not recovery.use(user.pk, recovery.normalize(codes[0]))
+    settings.SECRET_KEY_FALLBACKS = []
+    assert not recovery.use(user.pk, recovery.normalize(codes[1]))

@@ -100,8 +100,13 @@ def regenerate(user: AbstractBaseUser, code: Any, *, now: datetime | None = None
 
 
 def use(user_id: Any, code: str) -> bool:
-    """Use up one recovery code (already normalised); return whether it existed. One DELETE."""
-    deleted, _ = RecoveryCode.objects.filter(user_id=user_id, code_hash=_digest(user_id, code)).delete()
+    """Use up one recovery code (already normalised); return whether it existed. One DELETE.
+
+    The digest is matched under SECRET_KEY and every SECRET_KEY_FALLBACKS
+    entry, so rotating SECRET_KEY does not invalidate codes handed out before.
+    """
+    digests = crypto.code_digests(code, scope=f"recovery:{user_id}")
+    deleted, _ = RecoveryCode.objects.filter(user_id=user_id, code_hash__in=digests).delete()
     if deleted:
         logger.info("recovery code used by user #%s", user_id)
     return deleted == 1

@@ -28,6 +28,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth import get_permission_codename, get_user_model
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied
+from django.db import router
 from django.db.models import BooleanField, Count, ExpressionWrapper, IntegerField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -158,6 +159,26 @@ class EphemeralTokenAdmin(ReadOnlyAdmin):
     )
     readonly_fields = fields
     actions = ("revoke_selected",)
+
+    # With EPHEMERAL_AUTH_DATABASE on another database than the users, nothing may
+    # join the token table with the user table: no select_related, no search on
+    # the user's name, no "related only" filter (each would be a cross-database
+    # query). The page then shows the user by one lookup per row on their database.
+    def _routed_apart(self) -> bool:
+        return router.db_for_read(EphemeralToken) != router.db_for_read(get_user_model())
+
+    def get_list_select_related(self, request: HttpRequest) -> Any:
+        return False if self._routed_apart() else super().get_list_select_related(request)
+
+    def get_list_filter(self, request: HttpRequest) -> Any:
+        if self._routed_apart():
+            return ("token_type", TokenStateFilter)
+        return super().get_list_filter(request)
+
+    def get_search_fields(self, request: HttpRequest) -> list[str]:
+        if self._routed_apart():
+            return list(self.search_fields)
+        return super().get_search_fields(request)
 
     @admin.display(boolean=True, description=_("expired"))
     def expired(self, obj: EphemeralToken) -> bool:

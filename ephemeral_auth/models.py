@@ -71,12 +71,20 @@ class EphemeralToken(models.Model):
     token_type = models.CharField(_("type"), max_length=20, choices=TokenType.choices)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
-        on_delete=models.CASCADE,
+        # Deleting a user deletes their tokens, but by receivers.delete_user_tokens
+        # on the token table's own database: the deletion collector would look
+        # for tokens on the *user's* database, where (with EPHEMERAL_AUTH_DATABASE)
+        # the table does not exist.
+        on_delete=models.DO_NOTHING,
         null=True,
         blank=True,
         related_name="ephemeral_tokens",
         # Served by the (user, token_type) index below.
         db_index=False,
+        # No database-level constraint: with EPHEMERAL_AUTH_DATABASE the table
+        # lives on another database than the user table, where such a constraint
+        # cannot exist (docs/data-model.md).
+        db_constraint=False,
     )
     # oidc_state: slug of the provider that started the flow.
     provider = models.CharField(_("provider"), max_length=64, blank=True, default="")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.db.models.signals import post_save, pre_save
+from django.db.models.signals import post_save, pre_delete, pre_save
 from django.dispatch import receiver
 
 
@@ -26,3 +26,18 @@ def revoke_reset_links(sender: Any, instance: Any, **kwargs: Any) -> None:
     from .services.passwords import revoke_after_password_change
 
     revoke_after_password_change(instance)
+
+
+# --- Database routing (docs/deployment.md): deleting a user deletes their tokens.
+@receiver(pre_delete, sender=settings.AUTH_USER_MODEL, dispatch_uid="ephemeral_auth.delete_user_tokens")
+def delete_user_tokens(sender: Any, instance: Any, **kwargs: Any) -> None:
+    """Delete the user's ephemeral tokens on the token table's database."""
+    # EphemeralToken.user is DO_NOTHING without a database constraint, because the
+    # token table may live on EPHEMERAL_AUTH_DATABASE; this is its CASCADE. It runs
+    # before the user row goes, inside the deletion's transaction when both share a
+    # database; on a routed one a failed user deletion leaves the user without
+    # tokens, which is harmless (they are all short-lived and re-issuable).
+    from .services.tokens import revoke_tokens
+
+    if instance.pk is not None:
+        revoke_tokens(user=instance)

@@ -66,7 +66,9 @@ class Migration(migrations.Migration):
                 ('attempts', models.PositiveIntegerField(default=0, verbose_name='attempts')),
                 ('expires_at', models.DateTimeField(verbose_name='expires at')),
                 ('created_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='created at')),
-                ('user', models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='ephemeral_tokens', to=settings.AUTH_USER_MODEL)),
+                # db_constraint=False (edited before any release): on EPHEMERAL_AUTH_DATABASE there is no
+                # auth_user to reference, so no constraint may be created there (docs/data-model.md).
+                ('user', models.ForeignKey(blank=True, db_constraint=False, db_index=False, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='ephemeral_tokens', to=settings.AUTH_USER_MODEL)),
             ],
             options={
                 'verbose_name': 'ephemeral token',

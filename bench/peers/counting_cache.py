@@ -1,10 +1,11 @@
-"""A LocMem cache that counts every operation, to show who leans on the cache."""
+"""Caches that count every operation, to show who leans on the cache (LocMem and Redis)."""
 
 from __future__ import annotations
 
 from collections import Counter
 
 from django.core.cache.backends.locmem import LocMemCache
+from django.core.cache.backends.redis import RedisCache
 
 OPS: Counter[str] = Counter()
 
@@ -18,8 +19,12 @@ class CountingLocMemCache(LocMemCache):
     pass
 
 
-def _wrap(name: str):  # type: ignore[no-untyped-def]
-    original = getattr(LocMemCache, name)
+class CountingRedisCache(RedisCache):
+    """Django's Redis cache (a shared cache, as several workers need), counted the same way."""
+
+
+def _wrap(base: type, name: str):  # type: ignore[no-untyped-def]
+    original = getattr(base, name)
 
     def counted(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         OPS[name] += 1
@@ -29,5 +34,6 @@ def _wrap(name: str):  # type: ignore[no-untyped-def]
     return counted
 
 
-for _name in _COUNTED:
-    setattr(CountingLocMemCache, _name, _wrap(_name))
+for _cls, _base in ((CountingLocMemCache, LocMemCache), (CountingRedisCache, RedisCache)):
+    for _name in _COUNTED:
+        setattr(_cls, _name, _wrap(_base, _name))

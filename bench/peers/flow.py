@@ -90,6 +90,23 @@ def login(username: str, secret: str, ip: str) -> Client:
     return client
 
 
+def write_commits(verbs: list[str]) -> int:
+    """Count the commits that carry writes: each BEGIN...COMMIT with a write, each write in autocommit."""
+    commits, in_transaction, dirty = 0, False, False
+    for verb in verbs:
+        if verb == "BEGIN":
+            in_transaction, dirty = True, False
+        elif verb in ("COMMIT", "ROLLBACK"):
+            commits += int(verb == "COMMIT" and dirty)
+            in_transaction = False
+        elif verb in ("INSERT", "UPDATE", "DELETE"):
+            if in_transaction:
+                dirty = True
+            else:
+                commits += 1
+    return commits
+
+
 def assert_logged_in(client: Client) -> None:
     # Outside the measured block: reading the session costs a SELECT.
     assert "_auth_user_id" in client.session, f"{SYSTEM}: not logged in"
@@ -128,6 +145,7 @@ def main() -> None:
         "vendor": connection.vendor,
         "data_statements": data_statements,
         "all_statements": len(verbs),
+        "write_commits": write_commits(verbs),
         "by_verb": by_verb,
         "cache_ops": cache_ops,
         "cache_by_op": cache_by_op,

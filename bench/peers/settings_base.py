@@ -14,7 +14,20 @@ TIME_ZONE = "UTC"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
-CACHES = {"default": {"BACKEND": "bench.peers.counting_cache.CountingLocMemCache"}}
+# BENCH_CACHE=redis (the default): Django's Redis cache on this machine, the
+# shared cache a multi-worker site needs for cache-based rate limits to hold
+# across workers. BENCH_CACHE=locmem: a per-process cache, a reference line only
+# (each worker would count attempts on its own).
+if os.environ.get("BENCH_CACHE", "redis") == "redis":
+    CACHES = {
+        "default": {
+            "BACKEND": "bench.peers.counting_cache.CountingRedisCache",
+            "LOCATION": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/7"),
+            "KEY_PREFIX": f"bench-peers-{os.getpid()}",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "bench.peers.counting_cache.CountingLocMemCache"}}
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 
 _url = os.environ.get("BENCH_DATABASE_URL", "")

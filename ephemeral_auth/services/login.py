@@ -23,25 +23,38 @@ Security reasoning:
   wrong code leaves the ``pre_auth`` token usable; success consumes it in one
   statement whose WHERE clause holds the browser challenge, so of parallel
   presentations exactly one logs in.
+* Commits: a rate-limit event is committed on its own (its confirming recount
+  must see every racer's row), but what follows a decision is one
+  transaction per database: the withdrawn failure rows with the new
+  ``pre_auth`` token (or the new session), and at verification the used-up
+  code, the consumed token and the new session. If any of it fails (a lost
+  race for the token, a database error), none of it happened: the code is
+  not spent and the pending login can be retried.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
 from django.contrib.auth import login as django_login
+from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import FieldDoesNotExist
-from django.db import connections, router
+from django.db import DEFAULT_DB_ALIAS, connections, router, transaction
 from django.db.models import Exists, F, OuterRef, Q, Value
 from django.utils.translation import gettext
 
 from .. import clock, crypto
 from ..client_ip import client_ip
 from ..exceptions import (
+    EphemeralAuthError,
     InvalidCode,
     InvalidCredentials,
     InvalidInput,
@@ -346,11 +359,14 @@ def password_login(
     # A success is no failure: withdraw exactly the two rows this attempt
     # recorded. Earlier failures of this account and every failure of this IP
     # stay counted (seed weakness 4: owning one account must not reset them).
-    attempt.provisional.withdraw()
+    # The withdrawal and what the success writes (the pre_auth token, or the
+    # session) commit together.
     candidate = attempt.candidate
     methods = candidate.methods if candidate is not None and candidate.pk == user.pk else None
     backend = getattr(user, "backend", None) or MODEL_BACKEND
-    return begin_login(request, user, backend=backend, methods=methods, now=now)
+    with _login_unit(request, RateLimitEvent, EphemeralToken, get_user_model()):
+        attempt.provisional.withdraw()
+        return begin_login(request, user, backend=backend, methods=methods, now=now)
 
 
 # The second-factor step.
@@ -367,6 +383,42 @@ class PendingLogin:
     @property
     def methods(self) -> list[str]:
         return [m for m in self.token.method_list if m in METHODS]
+
+
+def writes_together(*models: Any) -> ExitStack:
+    """Return a context manager: one transaction on each database these models are written to.
+
+    Usually that is one database, hence one commit for several statements.
+    Never wrap a rate-limit *attempt* in it: the recount that confirms an
+    attempt must see every racer's committed row (services/ratelimit.py).
+    """
+    stack = ExitStack()
+    for alias in sorted({router.db_for_write(model) or DEFAULT_DB_ALIAS for model in models}):
+        stack.enter_context(transaction.atomic(using=alias))
+    return stack
+
+
+@contextmanager
+def _login_unit(request: HttpRequest, *models: Any) -> Iterator[None]:
+    """:func:`writes_together`; if it fails, also forget a login() it made in memory.
+
+    login() changes ``request.session`` and ``request.user`` before the
+    transaction commits. When the transaction is rolled back (a database
+    error: the view answers 503), SessionMiddleware would still save that
+    session, logged in, while the token and the code stayed unused. A fresh,
+    empty session object is never saved: the request ends anonymous.
+    """
+    try:
+        with writes_together(*models):
+            yield
+    except EphemeralAuthError:
+        raise  # refused before login() changed anything (a lost race for the token, an inactive user)
+    except BaseException:
+        if hasattr(request, "session"):
+            engine = import_module(settings.SESSION_ENGINE)
+            request.session = engine.SessionStore()
+        request.user = AnonymousUser()
+        raise
 
 
 def _same_database(*models: Any) -> bool:
@@ -450,18 +502,29 @@ def verify_login(
         if cleaned is None:
             # Cannot be right: refused without spending the user's budget.
             raise InvalidCode()
-        count_attempt(user, pending.state, now=now)
-        try:
-            module.check_login_code(pending, cleaned, now=now, request=request)
-        except InvalidCode:
+        count_attempt(user, pending.state, now=now)  # committed on its own, before the code is checked
+        wrong: InvalidCode | None = None
+        # One transaction: using up the code (the TOTP step, the recovery
+        # code), consuming the pre_auth token and creating the session. A
+        # lost race for the token (InvalidToken) or a database error undoes
+        # all of it, so the code is not spent by a login that did not happen.
+        # A wrong code is caught inside, so its bookkeeping (an emailed
+        # code's attempt count) commits.
+        with _login_unit(request, EphemeralToken, UserTwoFactor, RecoveryCode, get_user_model()):
+            try:
+                module.check_login_code(pending, cleaned, now=now, request=request)
+            except InvalidCode as exc:
+                wrong = exc
+            else:
+                binding = {"code_hash": module.login_code_hash(pending, cleaned)} if method == "email" else {}
+                tokens.consume_token(pre_auth_token, TokenType.PRE_AUTH, challenge_id=challenge, now=now, **binding)
+                django_login(request, user, backend=_backend_for(user))  # type: ignore[arg-type]
+        if wrong is not None:
             note_failure(user, pending.state, now=now, request=request)
-            raise
-        binding = {"code_hash": module.login_code_hash(pending, cleaned)} if method == "email" else {}
-        tokens.consume_token(pre_auth_token, TokenType.PRE_AUTH, challenge_id=challenge, now=now, **binding)
+            raise wrong
     except (InvalidCode, InvalidToken):
         two_factor_failed.send(sender=UserTwoFactor, user=user, method=method, request=request)
         raise
-    django_login(request, user, backend=_backend_for(user))  # type: ignore[arg-type]
     mark_session(request, user, pending.state, verified=True, now=now)
     two_factor_verified.send(sender=UserTwoFactor, user=user, method=method, request=request)
     logger.info("second factor verified for user #%s (%s)", user.pk, method)

@@ -1,6 +1,6 @@
 """Real servers for the end-to-end suite: the OpenID provider, gunicorn, a cuttable TCP proxy.
 
-Shared by tests/e2e/test_oidc_e2e.py, test_restart.py and test_outage.py
+Shared by tests/e2e/test_oidc_e2e.py, test_restart.py, test_outage.py and test_multiworker.py
 (the session-wide fixtures built on them live in tests/e2e/conftest.py).
 Every wait has a deadline, so a server that does not come up fails the test
 instead of hanging the suite.
@@ -18,12 +18,13 @@ import time
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import pytest
 import requests
 
 __all__ = [
+    "ACCESS_LOG_FORMAT",
     "CLIENT",
     "CREATE_TOTP_USER",
     "PROVIDER_DIR",
@@ -39,8 +40,10 @@ __all__ = [
     "create_totp_user",
     "example_env",
     "free_port",
+    "fresh_mariadb_database",
     "fresh_postgres_database",
     "manage_shell",
+    "mariadb_admin_url",
     "parse_forms",
     "postgres_admin_url",
     "provider_login",
@@ -194,6 +197,37 @@ def fresh_postgres_database(name: str) -> str:
     return admin.rsplit("/", 1)[0] + f"/{name}"
 
 
+# MariaDB.
+
+
+def mariadb_admin_url() -> str:
+    """The MariaDB server of the suite: EA_E2E_MARIADB_URL, else CI's CI_MARIADB_URL, else root on loopback."""
+    return (
+        os.environ.get("EA_E2E_MARIADB_URL")
+        or os.environ.get("CI_MARIADB_URL")
+        or "mysql://root:@127.0.0.1:3306/ephemeral_auth"
+    )
+
+
+def fresh_mariadb_database(name: str) -> str:
+    """Create an empty utf8mb4 database ``name`` on MariaDB; return its DATABASE_URL (PyMySQL in the project)."""
+    import pymysql
+
+    admin = mariadb_admin_url()
+    parts = urlsplit(admin)
+    try:
+        connection = pymysql.connect(
+            host=parts.hostname or "127.0.0.1", port=parts.port or 3306, user=unquote(parts.username or "root"),
+            password=unquote(parts.password or ""), connect_timeout=5, autocommit=True,
+        )
+    except pymysql.MySQLError as exc:
+        pytest.fail(f"MariaDB is needed for the gunicorn tests ({exc}); run bash .ci/services.sh")
+    with connection, connection.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    return urlunsplit(parts._replace(path=f"/{name}", query="", fragment=""))
+
+
 # gunicorn.
 
 
@@ -238,14 +272,25 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-class Gunicorn:
-    """The example project under ``gunicorn -w <workers> --no-control-socket`` on one fixed port."""
+ACCESS_LOG_FORMAT = '%(p)s "%(r)s" %(s)s'
 
-    def __init__(self, env: dict[str, str], *, port: int, logs: Path, workers: int = 4) -> None:
+
+class Gunicorn:
+    """The example project under ``gunicorn -w <workers> --no-control-socket`` on one fixed port.
+
+    Each request is a line of ``logs/access.log`` in ``access_log_format``
+    (gunicorn's atoms: ``%(p)s`` is ``<worker PID>``, ``%({header}i)s`` a request header).
+    """
+
+    def __init__(
+        self, env: dict[str, str], *, port: int, logs: Path, workers: int = 4,
+        access_log_format: str = ACCESS_LOG_FORMAT,
+    ) -> None:
         self.env = env
         self.port = port
         self.logs = logs
         self.workers = workers
+        self.access_log_format = access_log_format
         self.base_url = f"http://localhost:{port}"
         self.process: subprocess.Popen | None = None
         self.starts = 0
@@ -253,6 +298,10 @@ class Gunicorn:
     @property
     def error_log(self) -> Path:
         return self.logs / "error.log"
+
+    @property
+    def access_log(self) -> Path:
+        return self.logs / "access.log"
 
     def migrate(self) -> None:
         subprocess.run(
@@ -267,7 +316,7 @@ class Gunicorn:
             [
                 sys.executable, "-m", "gunicorn", "example_project.wsgi:application",
                 "-w", str(self.workers), "--no-control-socket", "-b", f"127.0.0.1:{self.port}",
-                "--access-logfile", str(self.logs / "access.log"), "--access-logformat", '%(p)s "%(r)s" %(s)s',
+                "--access-logfile", str(self.access_log), "--access-logformat", self.access_log_format,
                 "--error-logfile", str(self.error_log),
             ],
             cwd=ROOT, env=self.env,

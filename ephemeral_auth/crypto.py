@@ -32,6 +32,7 @@ __all__ = [
     "decrypt",
     "digest_token",
     "encrypt",
+    "is_current",
     "new_token",
     "random_code",
     "rotate",
@@ -128,6 +129,15 @@ def decrypt(token: str) -> str:
         return _multi().decrypt(token.encode("ascii")).decode("utf-8")
     except (InvalidToken, ValueError, UnicodeError) as exc:
         raise DecryptionFailed("no configured key decrypts this value") from exc
+
+
+def is_current(token: str) -> bool:
+    """Return whether the newest key alone decrypts ``token`` (it needs no rotation)."""
+    try:
+        Fernet(_fernet_keys()[0]).decrypt(token.encode("ascii"))
+    except (InvalidToken, ValueError):
+        return False
+    return True
 
 
 def rotate(token: str) -> str:

@@ -54,6 +54,7 @@ __all__ = [
     "pending_setup",
     "provisioning_uri",
     "qr_svg",
+    "reencrypt_secrets",
     "setup",
     "step_at",
 ]
@@ -280,3 +281,57 @@ def pending_setup(user: AbstractBaseUser) -> TotpSetup | None:
     secret = _secret(row.totp_pending_secret)
     uri = provisioning_uri(user, secret)
     return TotpSetup(secret=secret, provisioning_uri=uri, qr_svg=qr_svg(uri))
+
+
+# Key rotation.
+
+
+@dataclass
+class Reencryption:
+    """What :func:`reencrypt_secrets` did: counts of secrets, and the users whose secret no key decrypts."""
+
+    rotated: int = 0
+    current: int = 0
+    changed_meanwhile: int = 0
+    undecryptable: list[Any] = field(default_factory=list)
+
+
+def reencrypt_secrets(*, dry_run: bool = False, batch_size: int = 500) -> Reencryption:
+    """Re-encrypt every TOTP secret (active and pending) that the newest key does not decrypt.
+
+    For key rotation (docs/operations.md): the newest key of
+    ``EPHEMERAL_AUTH_ENCRYPTION_KEYS`` (or the key derived from ``SECRET_KEY``)
+    encrypts, the others still decrypt. Each secret is replaced by a
+    conditional UPDATE that only matches the value read, so a secret
+    re-enrolled meanwhile is left alone (counted in ``changed_meanwhile``);
+    ``updated_at`` is not touched, so nobody's 2FA state changes. Safe to
+    run again: secrets already under the newest key are skipped. Secrets no
+    configured key decrypts are reported by user id, never printed.
+    """
+    result = Reencryption()
+    rows = (
+        UserTwoFactor.objects.exclude(totp_secret="", totp_pending_secret="")
+        .order_by("pk")
+        .values_list("pk", "totp_secret", "totp_pending_secret")
+    )
+    for pk, *values in rows.iterator(chunk_size=batch_size):
+        for column, value in zip(("totp_secret", "totp_pending_secret"), values, strict=True):
+            if not value:
+                continue
+            if crypto.is_current(value):
+                result.current += 1
+                continue
+            try:
+                fresh = crypto.rotate(value)
+            except crypto.DecryptionFailed:
+                result.undecryptable.append(pk)
+                continue
+            if dry_run:
+                result.rotated += 1
+                continue
+            updated = UserTwoFactor.objects.filter(pk=pk, **{column: value}).update(**{column: fresh})
+            if updated:
+                result.rotated += 1
+            else:
+                result.changed_meanwhile += 1
+    return result

@@ -67,7 +67,10 @@ class EphemeralToken(models.Model):
     id = models.BigAutoField(primary_key=True)
     # SHA-256 hex digest of the raw token. The raw token is handed out once by
     # the service and never stored, so a database read yields nothing usable.
-    token = models.CharField(_("token digest"), max_length=64, unique=True)
+    # Unique through Meta.constraints rather than unique=True: on PostgreSQL
+    # unique=True adds a second, varchar_pattern_ops "_like" index that no
+    # query uses (about a fifth of a token row's bytes, docs/deployment.md).
+    token = models.CharField(_("token digest"), max_length=64)
     token_type = models.CharField(_("type"), max_length=20, choices=TokenType.choices)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -124,6 +127,10 @@ class EphemeralToken(models.Model):
             models.Index(fields=["token_type", "expires_at"], name="ea_token_type_expires"),
             # Per-user revocation and the user foreign key.
             models.Index(fields=["user", "token_type"], name="ea_token_user_type"),
+        ]
+        constraints = [
+            # Lookups and consumes: WHERE token = %s (equality only).
+            models.UniqueConstraint(fields=["token"], name="ea_token_unique"),
         ]
 
     def __str__(self) -> str:

@@ -37,8 +37,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
     pymysql.install_as_MySQLdb()
     DATABASES["default"].setdefault("OPTIONS", {}).update({"charset": "utf8mb4"})
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Writers wait for each other instead of failing with "database is locked".
-    DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20})
+    # Writers wait for each other instead of failing with "database is locked":
+    # a busy timeout, and transactions that take the write lock when they begin
+    # (a transaction that reads first and writes later cannot wait for the lock
+    # when another worker holds it; Django >= 5.1).
+    DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
 
 INSTALLED_APPS = [
     "django.contrib.admin",

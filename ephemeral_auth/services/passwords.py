@@ -239,7 +239,13 @@ def _issue_revoking_older(user: AbstractBaseUser) -> tokens.IssuedToken:
     with transaction.atomic(using=user_alias), transaction.atomic(using=token_alias):
         # Serialise requests of one user: of two at the same instant, the one
         # that commits last revokes the other's link ("latest wins").
-        list(type(user)._default_manager.using(user_alias).select_for_update().filter(pk=user.pk).values("pk"))
+        if connections[user_alias].features.has_select_for_update:
+            list(type(user)._default_manager.using(user_alias).select_for_update().filter(pk=user.pk).values("pk"))
+        # SQLite has no row locks and serialises writers anyway; there a read
+        # first would make the DELETE upgrade a read transaction to a write
+        # one, which fails at once with "database is locked" when another
+        # worker is writing (the busy timeout does not apply to an upgrade).
+        # Starting with the DELETE waits for the lock like any write.
         tokens.revoke_tokens(user=user, token_type=TokenType.PASSWORD_RESET)
         return tokens.issue_password_reset(user)
 

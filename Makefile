@@ -7,7 +7,8 @@
 #   make test-mariadb    test suite on MariaDB, race tests included
 #   make e2e             end-to-end suite (real servers, headless Chromium) on PostgreSQL
 #   make lint            ruff check . and mypy ephemeral_auth
-#   make bench           benchmarks (bench/run.py)
+#   make bench           foundation benchmarks (bench/run.py; ARGS=--quick for a smoke run)
+#   make bench-all       every benchmark of docs/benchmarks.md, one after the other (about 45 minutes)
 #   make ci              everything CI runs (.ci/run)
 #
 # Database URLs can be overridden, e.g. make test-postgres POSTGRES_URL=postgres://me@127.0.0.1/mydb
@@ -18,7 +19,7 @@ POSTGRES_URL ?= postgres://ephemeral:ephemeral@127.0.0.1:5432/ephemeral_auth
 MARIADB_URL ?= mysql://root:@127.0.0.1:3306/ephemeral_auth
 ARGS ?=
 
-.PHONY: demo test test-postgres test-mariadb e2e lint bench ci setup services
+.PHONY: demo test test-postgres test-mariadb e2e lint bench bench-peers bench-all ci setup services
 
 demo:
 	$(PYTHON) dev.py demo
@@ -49,6 +50,21 @@ lint: setup
 
 bench: setup
 	$(VENV_PYTHON) bench/run.py $(ARGS)
+
+# The peers measured against (django-allauth, django-two-factor-auth, django-axes; mozilla-django-oidc is a
+# dependency already), redis and matplotlib: pip install -e '.[bench]'. Redis must answer on 127.0.0.1:6379.
+bench-peers: setup services
+	$(VENV_PYTHON) -m pip install -q -e '.[bench]'
+
+bench-all: bench-peers
+	$(VENV_PYTHON) bench/run.py
+	$(VENV_PYTHON) bench/two_factor_peers.py --backend postgres --rounds 7 --iterations 200 --json bench/results/two_factor_peers_postgres.json
+	$(VENV_PYTHON) bench/two_factor_peers.py --backend sqlite --rounds 7 --iterations 150 --json bench/results/two_factor_peers_sqlite.json
+	$(VENV_PYTHON) bench/alternatives_peers.py
+	$(VENV_PYTHON) bench/http_load.py
+	$(VENV_PYTHON) bench/table_size.py
+	$(VENV_PYTHON) bench/purge_concurrent.py
+	$(VENV_PYTHON) bench/sizing.py
 
 ci:
 	bash .ci/run

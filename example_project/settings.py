@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import django
 import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -41,7 +42,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # a busy timeout, and transactions that take the write lock when they begin
     # (a transaction that reads first and writes later cannot wait for the lock
     # when another worker holds it; Django >= 5.1).
-    DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
+    DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20})
+    if django.VERSION >= (5, 1):
+        DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -137,3 +137,53 @@ def test_a_lost_race_for_the_token_leaves_the_code_unspent(client, totp_user, cl
     won = verify(other, second["pre_auth_token"], code)
     assert won.status_code == 200, won.content
     assert RateLimitEvent.objects.filter(event_type=EventType.TWO_FA_ATTEMPT).count() >= 2
+
+
+def request_with_session():
+    """A bare request as the middleware leaves it: an empty session, an anonymous user, a CSRF cookie."""
+    from django.contrib.auth.models import AnonymousUser
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.test import RequestFactory
+
+    request = RequestFactory().post("/api/auth/2fa/verify/")
+    request.session = SessionStore()
+    request.user = AnonymousUser()
+    request.META["CSRF_COOKIE"] = "kept-csrf-secret"
+    return request
+
+
+def test_a_rolled_back_verify_leaves_the_request_as_it_came(totp_user, clock, failing_login):
+    """What SessionMiddleware would save after the rollback: nothing logged in, the CSRF token unchanged."""
+    user, secret = totp_user
+    issued = login_service.tokens.issue_pre_auth(user, challenge="browser-1", methods=["totp"])
+    request = request_with_session()
+    with pytest.raises(DatabaseError):
+        login_service.verify_login(
+            request, pre_auth_token=issued.raw, challenge="browser-1", method="totp", code=totp_code(secret, clock.now)
+        )
+    assert SESSION_KEY not in request.session
+    assert not request.session.modified
+    assert request.user.is_anonymous
+    assert request.META["CSRF_COOKIE"] == "kept-csrf-secret"
+    assert "CSRF_COOKIE_NEEDS_UPDATE" not in request.META
+
+
+def test_a_lost_race_after_login_leaves_the_request_anonymous(totp_user, clock, monkeypatch):
+    """login() runs before the token is consumed; losing the token must undo it in memory too."""
+    user, secret = totp_user
+    issued = login_service.tokens.issue_pre_auth(user, challenge="browser-1", methods=["totp"])
+    original = login_service.tokens.consume_token
+
+    def consumed_by_a_racer(raw, *args, **kwargs):
+        EphemeralToken.objects.filter(token=crypto.digest_token(raw)).delete()
+        return original(raw, *args, **kwargs)
+
+    monkeypatch.setattr(login_service.tokens, "consume_token", consumed_by_a_racer)
+    request = request_with_session()
+    with pytest.raises(login_service.InvalidToken):
+        login_service.verify_login(
+            request, pre_auth_token=issued.raw, challenge="browser-1", method="totp", code=totp_code(secret, clock.now)
+        )
+    assert SESSION_KEY not in request.session
+    assert request.user.is_anonymous
+    assert logged_in_sessions() == []

@@ -106,6 +106,9 @@ def test_same_pending_login_logs_in_once():
 
     assert successes_per_trial(results) == [1] * TRIALS, results
     assert Session.objects.count() == TRIALS
+    # The losers' codes were checked (and used up) inside the transaction that
+    # lost the token: rolled back with it, so each user keeps 9 of 10 codes.
+    assert RecoveryCode.objects.count() == TRIALS * 9
 
 
 def test_parallel_wrong_guesses_stay_within_the_budget():
@@ -127,3 +130,69 @@ def test_parallel_wrong_guesses_stay_within_the_budget():
         assert all(racer[trial] in (401, 429) for racer in results)
     per_user = RateLimitEvent.objects.filter(event_type=EventType.TWO_FA_ATTEMPT).values_list("key", flat=True)
     assert max(list(per_user).count(user.username) for user in users) <= limit
+
+
+# A verification and a password reset of the same user at the same moment.
+
+
+def verify_holding_the_token(sync: Any, raw: str, challenge: str, code: str) -> int:
+    """Child: verify, pausing right after the token is consumed (its row and the user's are locked) for the reset."""
+    import time
+
+    from django.test import Client
+
+    from ephemeral_auth.signals import token_consumed
+
+    def pause(**kwargs: Any) -> None:
+        sync()  # the reset starts now, while this transaction holds its locks
+        time.sleep(1.0)
+
+    token_consumed.connect(pause, dispatch_uid="race-pause", weak=False)
+    client = Client()
+    client.cookies["ephemeral_auth_challenge"] = challenge
+    response = client.post(
+        "/api/auth/2fa/verify/",
+        {"pre_auth_token": raw, "method": "totp", "code": code},
+        content_type="application/json",
+    )
+    return response.status_code
+
+
+def reset_password(sync: Any, raw: str) -> str:
+    """Child: confirm a reset link once the verification holds its locks; return "ok" or the error."""
+    from ephemeral_auth.services import passwords
+
+    sync()
+    try:
+        passwords.confirm_reset(raw, "a new and long passphrase 42")
+    except Exception as exc:
+        return f"{exc.__class__.__name__}: {exc}"
+    return "ok"
+
+
+def verify_or_reset(sync: Any, role: str, *args: str) -> Any:
+    """Child: one of the two roles below (run_racers runs one target)."""
+    return verify_holding_the_token(sync, *args) if role == "verify" else reset_password(sync, *args)
+
+
+def test_a_verification_and_a_password_reset_at_once_do_not_deadlock():
+    """Both take the user row before the user's tokens, so one waits for the other; neither is aborted.
+
+    With the token consumed before login() (the order of an earlier version),
+    the verification held the pre_auth row and wanted the user row while the
+    reset held the user row and wanted to revoke the pre_auth row: the
+    database aborted one of them (503), or, with the token table on its own
+    database, both waited forever.
+    """
+    from ephemeral_auth import clock as app_clock
+
+    user = UserFactory()
+    secret = enrol_totp(user)
+    raw, challenge = pending(user, "totp", 1)[0]
+    reset = tokens.issue_password_reset(user).raw
+
+    results = run_racers(
+        "tests.test_race_two_factor:verify_or_reset",
+        [("verify", raw, challenge, totp_code(secret, app_clock.now())), ("reset", reset)],
+    )
+    assert results == [200, "ok"], results

@@ -11,14 +11,16 @@ class Migration(migrations.Migration):
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
+    # The new unique index is built before the old one is dropped: on MariaDB,
+    # whose DDL is not transactional, the token column is never without one.
     operations = [
+        migrations.AddConstraint(
+            model_name='ephemeraltoken',
+            constraint=models.UniqueConstraint(fields=('token',), name='ea_token_unique'),
+        ),
         migrations.AlterField(
             model_name='ephemeraltoken',
             name='token',
             field=models.CharField(max_length=64, verbose_name='token digest'),
-        ),
-        migrations.AddConstraint(
-            model_name='ephemeraltoken',
-            constraint=models.UniqueConstraint(fields=('token',), name='ea_token_unique'),
         ),
     ]

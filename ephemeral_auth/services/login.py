@@ -54,7 +54,6 @@ from django.utils.translation import gettext
 from .. import clock, crypto
 from ..client_ip import client_ip
 from ..exceptions import (
-    EphemeralAuthError,
     InvalidCode,
     InvalidCredentials,
     InvalidInput,
@@ -364,8 +363,9 @@ def password_login(
     candidate = attempt.candidate
     methods = candidate.methods if candidate is not None and candidate.pk == user.pk else None
     backend = getattr(user, "backend", None) or MODEL_BACKEND
-    with _login_unit(request, RateLimitEvent, EphemeralToken, get_user_model()):
+    with _login_unit(request, RateLimitEvent, EphemeralToken, get_user_model()) as unit:
         attempt.provisional.withdraw()
+        unit.logging_in = True
         return begin_login(request, user, backend=backend, methods=methods, now=now)
 
 
@@ -392,32 +392,49 @@ def writes_together(*models: Any) -> ExitStack:
     Never wrap a rate-limit *attempt* in it: the recount that confirms an
     attempt must see every racer's committed row (services/ratelimit.py).
     """
-    stack = ExitStack()
-    for alias in sorted({router.db_for_write(model) or DEFAULT_DB_ALIAS for model in models}):
-        stack.enter_context(transaction.atomic(using=alias))
-    return stack
+    with ExitStack() as stack:
+        # If entering a later alias's transaction fails, the earlier ones are
+        # exited on the way out instead of being left open.
+        for alias in sorted({router.db_for_write(model) or DEFAULT_DB_ALIAS for model in models}):
+            stack.enter_context(transaction.atomic(using=alias))
+        return stack.pop_all()
+
+
+@dataclass
+class _Unit:
+    """Set ``logging_in`` just before calling login() inside a :func:`_login_unit`."""
+
+    logging_in: bool = False
 
 
 @contextmanager
-def _login_unit(request: HttpRequest, *models: Any) -> Iterator[None]:
-    """:func:`writes_together`; if it fails, also forget a login() it made in memory.
+def _login_unit(request: HttpRequest, *models: Any) -> Iterator[_Unit]:
+    """:func:`writes_together`; if it fails after login() was called, also forget that login.
 
-    login() changes ``request.session`` and ``request.user`` before the
-    transaction commits. When the transaction is rolled back (a database
-    error: the view answers 503), SessionMiddleware would still save that
-    session, logged in, while the token and the code stayed unused. A fresh,
-    empty session object is never saved: the request ends anonymous.
+    login() changes ``request.session``, ``request.user`` and the CSRF token
+    in memory before the transaction commits. When the transaction is rolled
+    back (a database error: the view answers 503; a lost race for the token:
+    401), SessionMiddleware would still save that session, logged in, while
+    nothing of the login was committed. A fresh, empty session object is
+    never saved, and the CSRF token is put back: the request ends as it came,
+    anonymous, and the form can be sent again.
     """
+    unit = _Unit()
+    csrf: dict[str, Any] = {
+        key: request.META[key] for key in ("CSRF_COOKIE", "CSRF_COOKIE_NEEDS_UPDATE") if key in request.META
+    }
     try:
         with writes_together(*models):
-            yield
-    except EphemeralAuthError:
-        raise  # refused before login() changed anything (a lost race for the token, an inactive user)
+            yield unit
     except BaseException:
-        if hasattr(request, "session"):
-            engine = import_module(settings.SESSION_ENGINE)
-            request.session = engine.SessionStore()
-        request.user = AnonymousUser()
+        if unit.logging_in:
+            if hasattr(request, "session"):
+                engine = import_module(settings.SESSION_ENGINE)
+                request.session = engine.SessionStore()
+            request.user = AnonymousUser()
+            for key in ("CSRF_COOKIE", "CSRF_COOKIE_NEEDS_UPDATE"):
+                request.META.pop(key, None)
+            request.META.update(csrf)
         raise
 
 
@@ -510,15 +527,22 @@ def verify_login(
         # all of it, so the code is not spent by a login that did not happen.
         # A wrong code is caught inside, so its bookkeeping (an emailed
         # code's attempt count) commits.
-        with _login_unit(request, EphemeralToken, UserTwoFactor, RecoveryCode, get_user_model()):
+        with _login_unit(request, EphemeralToken, UserTwoFactor, RecoveryCode, get_user_model()) as unit:
             try:
                 module.check_login_code(pending, cleaned, now=now, request=request)
             except InvalidCode as exc:
                 wrong = exc
             else:
+                # Lock order: the 2FA row (the code check above), then the user
+                # row (login()'s last_login UPDATE), then the token. A password
+                # reset or change takes the user row, then revokes the user's
+                # tokens: the same order, so the two wait for each other
+                # instead of deadlocking (also across two databases, where no
+                # deadlock detector could see the cycle).
+                unit.logging_in = True
+                django_login(request, user, backend=_backend_for(user))  # type: ignore[arg-type]
                 binding = {"code_hash": module.login_code_hash(pending, cleaned)} if method == "email" else {}
                 tokens.consume_token(pre_auth_token, TokenType.PRE_AUTH, challenge_id=challenge, now=now, **binding)
-                django_login(request, user, backend=_backend_for(user))  # type: ignore[arg-type]
         if wrong is not None:
             note_failure(user, pending.state, now=now, request=request)
             raise wrong

@@ -512,3 +512,20 @@ def test_database_failure_at_callback(client, oidc_standin, monkeypatch):
     assert error_code(client.get(oidc_standin.approve(location))) == "service_unavailable"
     assert SESSION_KEY not in client.session
     assert oidc_standin.requests.count(("POST", "/token")) == 0
+
+
+def test_a_database_error_inside_login_logs_nobody_in(client, oidc_standin):
+    """The callback's login step is one transaction: its failure leaves no logged-in session behind."""
+    from django.contrib.auth.signals import user_logged_in
+    from django.db import DatabaseError
+
+    def fail(**kwargs):
+        raise DatabaseError("connection lost (test)")
+
+    user_logged_in.connect(fail, dispatch_uid="test-oidc-failing-login")
+    try:
+        response = sign_in(client, oidc_standin, next="/after/")
+    finally:
+        user_logged_in.disconnect(dispatch_uid="test-oidc-failing-login")
+    assert error_code(response) == "service_unavailable"
+    assert SESSION_KEY not in client.session

@@ -251,7 +251,7 @@ class OIDCCallbackView(OIDCAuthenticationCallbackView):
         from ..views import responses
 
         skip = oidc_service.asserted_mfa(self.flow.provider, self.flow.id_claims)
-        step = login.begin_login(
+        step = login.begin_login_atomically(
             self.request,
             self.user,
             backend=self.user.backend,

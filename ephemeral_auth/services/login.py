@@ -164,6 +164,19 @@ def begin_login(
     return LoginStep(status="2fa_required", user=user, pre_auth=issued, challenge=challenge, methods=list(methods))
 
 
+def begin_login_atomically(request: HttpRequest, user: AbstractBaseUser, **kwargs: Any) -> LoginStep:
+    """:func:`begin_login` as one transaction: if it fails, nothing is written and the request stays anonymous.
+
+    For callers that reach the login step on their own (the OIDC callback):
+    without it, a database error inside ``login()`` (the session INSERT, the
+    ``last_login`` UPDATE) would leave a logged-in session in memory for
+    SessionMiddleware to save on the caller's error page.
+    """
+    with _login_unit(request, EphemeralToken, get_user_model()) as unit:
+        unit.logging_in = True
+        return begin_login(request, user, **kwargs)
+
+
 # The password step.
 
 

@@ -76,3 +76,33 @@ def test_a_secret_no_key_decrypts_is_reported_by_user_id_only(settings, enrolled
 def test_bad_batch_size_is_refused():
     with pytest.raises(CommandError):
         run("--batch-size", "0")
+
+
+def test_a_user_whose_two_secrets_are_lost_is_listed_once(settings):
+    settings.EPHEMERAL_AUTH_ENCRYPTION_KEYS = [LOST]
+    user = UserFactory()
+    enrol_totp(user)
+    UserTwoFactor.objects.filter(pk=user.pk).update(totp_pending_secret=crypto.encrypt("JBSWY3DPEHPK3PXP"))
+    settings.EPHEMERAL_AUTH_ENCRYPTION_KEYS = [NEW]
+    with pytest.raises(CommandError) as info:
+        run()
+    assert "1 secret(s)" in str(info.value) and str(info.value).count(f"#{user.pk}") == 1
+
+
+def test_a_secret_replaced_meanwhile_is_left_alone(settings, enrolled, monkeypatch):
+    """Re-enrolment between the read and the UPDATE: the conditional UPDATE matches nothing."""
+    secrets, _ = enrolled
+    first = next(iter(secrets))
+    settings.EPHEMERAL_AUTH_ENCRYPTION_KEYS = [NEW, OLD]
+    replacement = crypto.encrypt("KRSXG5CTMVRXEZLU")  # written under NEW by the "user"
+    rotate = crypto.rotate
+
+    def rotate_while_the_user_re_enrols(token: str) -> str:
+        fresh = rotate(token)
+        UserTwoFactor.objects.filter(pk=first, totp_secret=token).update(totp_secret=replacement)
+        return fresh
+
+    monkeypatch.setattr(crypto, "rotate", rotate_while_the_user_re_enrols)
+    output = run()
+    assert "1 changed meanwhile (left alone)" in output
+    assert UserTwoFactor.objects.get(pk=first).totp_secret == replacement

@@ -324,7 +324,8 @@ def reencrypt_secrets(*, dry_run: bool = False, batch_size: int = 500) -> Reencr
             try:
                 fresh = crypto.rotate(value)
             except crypto.DecryptionFailed:
-                result.undecryptable.append(pk)
+                if pk not in result.undecryptable:  # active and pending secret: one user, listed once
+                    result.undecryptable.append(pk)
                 continue
             if dry_run:
                 result.rotated += 1

@@ -73,6 +73,9 @@ def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
     tolerance = conf.get("TOTP_TOLERANCE")
     if not (isinstance(tolerance, int) and 0 <= tolerance <= 10):
         errors.append(Error("EPHEMERAL_AUTH_TOTP_TOLERANCE must be an int from 0 to 10.", id="ephemeral_auth.E011"))
+    prefix = conf.get("IPV6_PREFIX")
+    if not (isinstance(prefix, int) and not isinstance(prefix, bool) and 1 <= prefix <= 128):
+        errors.append(Error("EPHEMERAL_AUTH_IPV6_PREFIX must be an int from 1 to 128.", id="ephemeral_auth.E013"))
     if not settings.USE_TZ:
         errors.append(Error("ephemeral_auth needs USE_TZ = True (expiry compares aware datetimes).",
                             id="ephemeral_auth.E012"))

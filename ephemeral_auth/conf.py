@@ -68,6 +68,9 @@ DEFAULTS: dict[str, Any] = {
     # Client IP resolution: the addresses (or CIDR networks) of proxies whose
     # X-Forwarded-For is believed. Empty: REMOTE_ADDR is the client.
     "TRUSTED_PROXIES": [],
+    # Per-IP limits count an IPv6 client by this prefix of its address: one
+    # subscriber usually holds a whole /64. 128 counts single addresses.
+    "IPV6_PREFIX": 64,
     # Staff users without 2FA are sent to enrolment by the middleware.
     "REQUIRE_2FA_FOR_STAFF": False,
     # Name of the HttpOnly cookie binding a pending 2FA login to the browser.

@@ -54,6 +54,10 @@ BAD_SETTINGS = [
     ("TOTP_TOLERANCE", -1, "ephemeral_auth.E011"),
     ("TOTP_TOLERANCE", 11, "ephemeral_auth.E011"),
     ("TOTP_TOLERANCE", "1", "ephemeral_auth.E011"),
+    ("IPV6_PREFIX", 0, "ephemeral_auth.E013"),
+    ("IPV6_PREFIX", 129, "ephemeral_auth.E013"),
+    ("IPV6_PREFIX", "64", "ephemeral_auth.E013"),
+    ("IPV6_PREFIX", True, "ephemeral_auth.E013"),
 ]
 
 

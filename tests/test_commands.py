@@ -217,13 +217,14 @@ def test_unlock_email_clears_password_reset_requests(frozen):
 
 
 def test_unlock_ip_clears_login_and_reset_buckets_in_canonical_form(frozen):
-    fill(EventType.LOGIN_IP, "2001:db8::1", 20, frozen)
-    fill(EventType.PASSWORD_RESET_IP, "2001:db8::1", 2, frozen)
+    # An IPv6 client is keyed by its /64 (EPHEMERAL_AUTH_IPV6_PREFIX), as the flows record it.
+    fill(EventType.LOGIN_IP, ratelimit.ip_key("2001:db8::1"), 20, frozen)
+    fill(EventType.PASSWORD_RESET_IP, ratelimit.ip_key("2001:db8::7"), 2, frozen)
     fill(EventType.LOGIN_IP, "10.0.0.1", 3, frozen)
     out = run("ephemeral_auth_unlock", "--ip", "2001:DB8:0:0::1", "--ip", "10.0.0.9")
-    assert "Unlocked ip 2001:db8::1: cleared 20 login_ip, 2 password_reset_ip events." in out
+    assert "Unlocked ip 2001:db8::/64: cleared 20 login_ip, 2 password_reset_ip events." in out
     assert "ip 10.0.0.9: nothing to clear." in out
-    assert ratelimit.count(EventType.LOGIN_IP, "2001:db8::1") == 0
+    assert ratelimit.count(EventType.LOGIN_IP, "2001:db8::/64") == 0
     assert ratelimit.count(EventType.LOGIN_IP, "10.0.0.1") == 3
 
 

@@ -99,7 +99,23 @@ def test_subject_key_normalises():
     assert ratelimit.subject_key("  Alice ") == ratelimit.subject_key("ALICE") == "alice"
     assert ratelimit.subject_key("Straße@Example.COM") == "strasse@example.com"
     assert ratelimit.ip_key("::ffff:10.0.0.1") == "::ffff:a00:1"
-    assert ratelimit.ip_key(" 2001:DB8::1 ") == "2001:db8::1"
+    assert ratelimit.ip_key(" 2001:DB8::1 ") == "2001:db8::/64"
+
+
+def test_an_ipv6_client_is_counted_by_its_prefix(now, settings):
+    """Addresses of one /64 share the per-IP budget; another /64 has its own; the prefix is a setting."""
+    assert ratelimit.ip_key("2001:db8::1") == ratelimit.ip_key("2001:db8::ffff:1") == "2001:db8::/64"
+    assert ratelimit.ip_key("2001:db8:0:1::1") == "2001:db8:0:1::/64"
+    for n in range(3):
+        ratelimit.attempt(EventType.LOGIN_IP, ratelimit.ip_key(f"2001:db8::{n + 1:x}"), limit=3, now=now)
+    with pytest.raises(RateLimited):
+        ratelimit.attempt(EventType.LOGIN_IP, ratelimit.ip_key("2001:db8::abcd"), limit=3, now=now)
+    ratelimit.attempt(EventType.LOGIN_IP, ratelimit.ip_key("2001:db8:0:1::1"), limit=3, now=now)
+
+    settings.EPHEMERAL_AUTH_IPV6_PREFIX = 128
+    assert ratelimit.ip_key("2001:db8::1") == "2001:db8::1"
+    settings.EPHEMERAL_AUTH_IPV6_PREFIX = 48
+    assert ratelimit.ip_key("2001:db8:0:1::1") == "2001:db8::/48"
 
 
 def test_a_254_character_email_fits(now):

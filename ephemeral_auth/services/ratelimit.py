@@ -78,12 +78,24 @@ def subject_key(value: Any) -> str:
 
 
 def ip_key(address: Any) -> str:
-    """Return the key of a client IP in its canonical text form."""
+    """Return the key of a client IP: an IPv4 address, or an IPv6 network (canonical text).
+
+    An IPv6 address counts as its ``EPHEMERAL_AUTH_IPV6_PREFIX`` network
+    (default /64, what one subscriber usually holds), so a client cannot get a
+    fresh budget per address from its own prefix: "2001:db8::1" and
+    "2001:db8::ffff" are both "2001:db8::/64". With the prefix at 128 every
+    address is its own key. IPv4-mapped IPv6 addresses stay addresses.
+    """
     text = clean_text(address, field="ip", max_length=64)
     try:
-        return ipaddress.ip_address(text.strip()).compressed
+        ip = ipaddress.ip_address(text.strip())
     except ValueError as exc:
         raise InvalidInput("ip: not an IP address", field="ip") from exc
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is None:
+        prefix = int(conf.get("IPV6_PREFIX"))
+        if prefix < 128:
+            return str(ipaddress.IPv6Network((int(ip), prefix), strict=False))
+    return ip.compressed
 
 
 def _event_type(value: Any) -> str:

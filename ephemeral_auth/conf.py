@@ -37,8 +37,15 @@ DEFAULT_TOKEN_TTLS: dict[str, int] = {
 
 # (events allowed, window in seconds) per event type (DESIGN.md section 4).
 DEFAULT_RATE_LIMITS: dict[str, tuple[int, int]] = {
-    "login_attempt": (10, 15 * 60),
+    # Failed passwords (docs/security.md, "The lock model"): the primary lock is per
+    # (account, client address); per address across accounts; a per-account ceiling
+    # ten times the primary limit bounds guessing from many addresses; a browser that
+    # completed a login for the account (device cookie) has its own bucket instead of
+    # the ceiling, so the owner gets in while the ceiling holds.
+    "login_user_ip": (10, 15 * 60),
     "login_ip": (20, 15 * 60),
+    "login_attempt": (100, 15 * 60),
+    "login_device": (10, 15 * 60),
     "2fa_attempt": (5, 15 * 60),
     "email_send": (3, 10 * 60),
     "password_reset_send": (3, 15 * 60),
@@ -71,6 +78,15 @@ DEFAULTS: dict[str, Any] = {
     # Per-IP limits count an IPv6 client by this prefix of its address: one
     # subscriber usually holds a whole /64. 128 counts single addresses.
     "IPV6_PREFIX": 64,
+    # Browsers that completed a login for an account get a signed HttpOnly cookie naming it
+    # (no database row); while the account's ceiling (login_attempt) is full, password
+    # attempts from such a browser are still checked, counted per browser (login_device).
+    # "__Host-" is prepended on HTTPS. An age of 0 turns the cookie off.
+    "DEVICE_COOKIE_NAME": "ephemeral_auth_device",
+    "DEVICE_COOKIE_AGE": 30 * 24 * 60 * 60,
+    # Seconds after a sign-in (or a password confirmation) during which a user without
+    # 2FA may change their 2FA settings without entering the password again.
+    "REAUTHENTICATION_WINDOW": 5 * 60,
     # Staff users without 2FA are sent to enrolment by the middleware.
     "REQUIRE_2FA_FOR_STAFF": False,
     # Name of the HttpOnly cookie binding a pending 2FA login to the browser.

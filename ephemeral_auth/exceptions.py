@@ -139,3 +139,27 @@ class OIDCError(EphemeralAuthError):
 
 
 __all__ += ["OIDCError"]
+
+
+class ReauthenticationRequired(EphemeralAuthError, PermissionDenied):
+    """A sensitive change needs a fresh proof the session cannot show (docs/two-factor.md, "Fresh proof").
+
+    With 2FA on: a session verified against the current configuration. With
+    2FA off: a sign-in (or the password) within ``REAUTHENTICATION_WINDOW``.
+    """
+
+    code = "reauthentication_required"
+    default_message = _("For your security, confirm it is you: sign in again, then retry.")
+
+
+class TwoFactorUnavailable(EphemeralAuthError, PermissionDenied):
+    """The user has 2FA but no method a login can use (email codes without an address, nothing else)."""
+
+    code = "two_factor_unavailable"
+    default_message = _(
+        "Your account's second factor cannot be used: sign-in codes are sent by email, but the account "
+        "has no email address. Use a recovery code or ask an administrator for help."
+    )
+
+
+__all__ += ["ReauthenticationRequired", "TwoFactorUnavailable"]

@@ -7,10 +7,16 @@ Put it after ``django.contrib.auth.middleware.AuthenticationMiddleware``::
 
 For every request it sets ``request.two_factor_verified`` (bool). When the
 session's user has 2FA enabled but the session did not pass the 2FA step
-(Django admin's login form, any other ``login()`` call, a login from before
-2FA was enabled, or one verified against an authenticator since replaced),
-``request.user`` becomes ``AnonymousUser`` for the request: views and
-decorators see an anonymous visitor and send them to log in properly.
+(any ``login()`` call outside the 2FA-aware flows), ``request.user`` becomes
+``AnonymousUser`` for the request: views and decorators see an anonymous
+visitor and send them to log in properly. A session marked under another 2FA
+configuration than the user's current one (a factor was added, replaced or
+removed, new recovery codes, an admin reset, made from *another* session) is
+logged out: a change of the configuration ends every other session.
+
+On the way out it sets the device cookie of a browser that just completed a
+login (``services.lockout``: the owner's way in while the account's failure
+ceiling holds).
 
 Cost: the 2FA state is cached in the session (``services.two_factor``
 ``SESSION_KEY``) and re-read at most every ``TWO_FACTOR_STATE_MAX_AGE``
@@ -38,6 +44,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib.auth import SESSION_KEY as AUTH_SESSION_KEY
+from django.contrib.auth import logout
 from django.contrib.auth.models import AnonymousUser
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -48,9 +55,10 @@ from django.utils.html import escape
 from django.utils.translation import gettext as _
 
 from . import clock, conf
-from .services import two_factor
+from .backends import REMEMBER_DEVICE_ATTRIBUTE, device_cookie_name, read_device_cookie
+from .services import lockout, two_factor
 
-__all__ = ["TwoFactorMiddleware", "service_unavailable"]
+__all__ = ["REMEMBER_DEVICE_ATTRIBUTE", "TwoFactorMiddleware", "service_unavailable", "set_device_cookie"]
 
 logger = logging.getLogger("ephemeral_auth.middleware")
 
@@ -73,7 +81,9 @@ class TwoFactorMiddleware:
             # the view would meet the same error outside any handler (a 500 page).
             logger.exception("database error while reading the session's two-factor state")
             return service_unavailable(request)
-        return self.get_response(request)
+        response = self.get_response(request)
+        set_device_cookie(request, response)
+        return response
 
     def process_request(self, request: HttpRequest) -> None:
         request.two_factor_verified = False  # type: ignore[attr-defined]
@@ -84,7 +94,13 @@ class TwoFactorMiddleware:
         user_id = session.get(AUTH_SESSION_KEY)
         if user_id is None:
             return
-        enabled, verified = self._state(request, str(user_id))
+        state = self._state(request, str(user_id))
+        if state is None:
+            # Marked under a configuration the user no longer has: another session changed it.
+            logger.info("session ended: the user's two-factor configuration changed")
+            logout(request)
+            return
+        enabled, verified = state
         request.two_factor_enabled = enabled  # type: ignore[attr-defined]
         request.two_factor_verified = verified  # type: ignore[attr-defined]
         if enabled and not verified:
@@ -96,23 +112,42 @@ class TwoFactorMiddleware:
 
             request.auser = auser  # type: ignore[attr-defined]
 
-    def _state(self, request: HttpRequest, user_id: str) -> tuple[bool, bool]:
-        """Return (2FA enabled, session verified) for the session's user, re-reading when stale."""
+    def _state(self, request: HttpRequest, user_id: str) -> tuple[bool, bool] | None:
+        """Return (2FA enabled, session verified) for the session's user, re-reading when stale.
+
+        None: the session was marked under another configuration (end it).
+        """
         mark = two_factor.session_mark(request)
         now = clock.now()
         stamp = int(now.timestamp())
         max_age = int(conf.get("TWO_FACTOR_STATE_MAX_AGE") or 0)
         same_user = mark is not None and str(mark["u"]) == user_id
-        if same_user and max_age > 0 and 0 <= stamp - int(mark["t"]) < max_age:  # type: ignore[index]
-            return bool(mark["f"]), bool(mark["v"])  # type: ignore[index]
+        if same_user and "e" in mark and max_age > 0 and 0 <= stamp - int(mark["t"]) < max_age:  # type: ignore[index,operator]
+            return bool(mark["e"]), bool(mark["v"])  # type: ignore[index]
         state = two_factor.load_state(user_id)
-        verified = bool(same_user and mark["v"] and mark["f"] == state.fingerprint)  # type: ignore[index]
-        fresh = {"u": user_id, "f": state.fingerprint, "v": verified, "t": stamp}
+        if same_user and mark["f"] != state.fingerprint:  # type: ignore[index]
+            stored = self._stored_mark(request)
+            if stored is None or stored["u"] != user_id or stored["f"] != state.fingerprint:
+                return None
+            # This very session made the change, in a request that saved its new
+            # mark after this one loaded the session (two tabs): adopt it.
+            mark = stored
+        verified = bool(same_user and mark["v"])  # type: ignore[index]
+        fresh = {"u": user_id, "f": state.fingerprint, "v": verified, "e": state.enabled, "t": stamp}
         if max_age > 0 or mark is None or {k: v for k, v in mark.items() if k != "t"} != {
             k: v for k, v in fresh.items() if k != "t"
         }:
             request.session[two_factor.SESSION_KEY] = fresh  # type: ignore[attr-defined]
         return state.enabled, verified
+
+    @staticmethod
+    def _stored_mark(request: HttpRequest) -> dict[str, Any] | None:
+        """Return the session's mark as stored now (another request of this session may have changed it)."""
+        session = request.session  # type: ignore[attr-defined]
+        stored = type(session)(session.session_key).get(two_factor.SESSION_KEY)
+        if not isinstance(stored, dict) or not {"u", "f", "v"} <= set(stored):
+            return None
+        return {**stored, "u": str(stored["u"])}
 
     def process_view(
         self, request: HttpRequest, view_func: Callable[..., Any], view_args: Any, view_kwargs: Any
@@ -136,6 +171,20 @@ class TwoFactorMiddleware:
             )
         target = resolve_url(conf.get("TWO_FACTOR_ENROLMENT_URL"))
         return HttpResponseRedirect(f"{target}?{urlencode({'next': request.get_full_path()})}")
+
+
+def set_device_cookie(request: HttpRequest, response: HttpResponse) -> None:
+    """Give a browser that just completed a login the device cookie naming the account."""
+    pk = getattr(request, REMEMBER_DEVICE_ATTRIBUTE, None)
+    if pk is None or response.status_code >= 500:
+        return
+    value = lockout.remember_device(read_device_cookie(request), pk)
+    if value is None:
+        return
+    response.set_cookie(
+        device_cookie_name(request), value, max_age=int(conf.get("DEVICE_COOKIE_AGE")), path="/",
+        secure=request.is_secure(), httponly=True, samesite="Lax",
+    )
 
 
 def _wants_json(request: HttpRequest) -> bool:

@@ -47,10 +47,15 @@ class EventType(models.TextChoices):
 
     TWO_FA_ATTEMPT = "2fa_attempt", _("Two-factor attempt")
     EMAIL_SEND = "email_send", _("Email code sent")
+    # The per-account ceiling: failures from every address together (docs/security.md).
     LOGIN_ATTEMPT = "login_attempt", _("Failed login (per user)")
     LOGIN_IP = "login_ip", _("Failed login (per IP)")
     PASSWORD_RESET_SEND = "password_reset_send", _("Password reset (per email)")
     PASSWORD_RESET_IP = "password_reset_ip", _("Password reset (per IP)")
+    # Added after the seed: the primary lock (one account from one address), and the
+    # bucket of a browser that completed a login for the account before.
+    LOGIN_USER_IP = "login_user_ip", _("Failed login (per user and IP)")
+    LOGIN_DEVICE = "login_device", _("Failed login (per known browser)")
 
 
 class EphemeralTokenQuerySet(models.QuerySet["EphemeralToken"]):
@@ -157,7 +162,9 @@ class RateLimitEvent(models.Model):
     """One counted event (a failure, a send) for a subject inside a window."""
 
     id = models.BigAutoField(primary_key=True)
-    # Normalised subject: casefolded username or email, or a client IP.
+    # Normalised subject: "u:<pk>" for an account, "n:<casefolded name>" for an
+    # identifier that names no account, "<account or name>|<ip>" for the pair
+    # bucket, "d:<id>" for a known browser, an IP, or a casefolded email (reset).
     # The seed called this column "username"; it holds more than usernames.
     key = models.CharField(_("key"), max_length=254)
     event_type = models.CharField(_("event type"), max_length=20, choices=EventType.choices)
@@ -201,6 +208,14 @@ class UserTwoFactor(models.Model):
     totp_last_step = models.BigIntegerField(_("last accepted TOTP step"), null=True, blank=True)
     email_enabled = models.BooleanField(_("email codes enabled"), default=False)
     email_confirmed_at = models.DateTimeField(_("email codes confirmed at"), null=True, blank=True)
+    # The last change of the active configuration (a factor added, replaced or
+    # removed, new recovery codes, an admin reset). Part of the configuration's
+    # fingerprint: a change ends every other session of the user.
+    changed_at = models.DateTimeField(_("configuration changed at"), null=True, blank=True)
+    # The last real second-factor success (a code accepted at login or for a
+    # sensitive change). Only failures after it count against the 2FA budget;
+    # nothing else writes it, so no other save can reset the budget.
+    last_verified_at = models.DateTimeField(_("last verified at"), null=True, blank=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:

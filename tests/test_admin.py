@@ -340,7 +340,7 @@ def test_locked_out_page_lists_subjects_over_their_limit(admin_client, frozen):
 def test_attacker_chosen_keys_are_escaped(admin_client, frozen):
     # A typed login identifier becomes a key: it must not become markup in the admin.
     key = ratelimit.subject_key('<script>alert("x")</script>')
-    fill(EventType.LOGIN_ATTEMPT, key, 10, frozen)
+    fill(EventType.LOGIN_USER_IP, key, 10, frozen)
     for url in (reverse(LOCKED_OUT), reverse(EVENT_CHANGELIST)):
         html = admin_client.get(url).content.decode()
         assert "<script>alert" not in html
@@ -349,13 +349,13 @@ def test_attacker_chosen_keys_are_escaped(admin_client, frozen):
 
 def test_locked_out_page_unlocks_one_subject(admin_client, frozen):
     fill(EventType.TWO_FA_ATTEMPT, "alice", 5, frozen)
-    fill(EventType.LOGIN_ATTEMPT, "alice", 10, frozen)
+    fill(EventType.LOGIN_USER_IP, "alice", 10, frozen)
     response = admin_client.post(reverse(LOCKED_OUT), {"event_type": "2fa_attempt", "key": "alice"})
     assert response.status_code == 302 and response["Location"] == reverse(LOCKED_OUT)
     assert ratelimit.count(EventType.TWO_FA_ATTEMPT, "alice") == 0
-    assert ratelimit.count(EventType.LOGIN_ATTEMPT, "alice") == 10
+    assert ratelimit.count(EventType.LOGIN_USER_IP, "alice") == 10
     remaining = admin_client.get(reverse(LOCKED_OUT)).context["subjects"]
-    assert [(s["event_type"], s["key"]) for s in remaining] == [("login_attempt", "alice")]
+    assert [(s["event_type"], s["key"]) for s in remaining] == [("login_user_ip", "alice")]
 
 
 @pytest.mark.parametrize(

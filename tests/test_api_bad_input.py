@@ -16,6 +16,7 @@ from django.test import Client
 
 from ephemeral_auth.models import EphemeralToken, RateLimitEvent, RecoveryCode, UserTwoFactor
 from ephemeral_auth.services import email_otp, recovery, totp
+from ephemeral_auth.services.two_factor import Proof
 from tests.factories import PASSWORD, UserFactory, enrol_totp, login_verified
 
 pytestmark = pytest.mark.django_db
@@ -103,10 +104,10 @@ def _prepare(state, clock):
     if state == "setup":
         from tests.factories import totp_code
 
-        totp.setup(user, code=totp_code(secret, clock.now))
+        totp.setup(user, code=totp_code(secret, clock.now), proof=Proof.trusted_caller())
         clock.advance(30)
     if state == "email_setup":
-        substitutions["SETUP"] = email_otp.enable(user).raw
+        substitutions["SETUP"] = email_otp.enable(user, proof=Proof.trusted_caller()).raw
     if state == "verified_email":
         from tests.factories import enable_email_codes
 

@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from ephemeral_auth import crypto
 from ephemeral_auth.exceptions import InvalidCredentials, InvalidInput, RateLimited
 from ephemeral_auth.models import EphemeralToken, EventType, RateLimitEvent, TokenType
-from ephemeral_auth.services import login, ratelimit, recovery
+from ephemeral_auth.services import lockout, login, ratelimit, recovery
 from ephemeral_auth.services.two_factor import SESSION_KEY
 from ephemeral_auth.signals import user_locked_out
 from tests.factories import PASSWORD, UserFactory, enable_email_codes, enrol_totp
@@ -33,6 +33,16 @@ def make_request(rf, ip="192.0.2.10"):
     return request
 
 
+def acct(user):
+    """The key of an account's own buckets: its primary key, whatever it is called."""
+    return ratelimit.account_key(user.pk)
+
+
+def pair(subject, ip="192.0.2.10"):
+    """The key of the primary lock: one subject guessed from one address."""
+    return lockout.pair_key(subject, ip)
+
+
 def fail(rf, username, ip="192.0.2.10", now=None):
     with pytest.raises((InvalidCredentials, RateLimited)) as info:
         login.password_login(make_request(rf, ip), username=username, password="wrong", now=now)
@@ -46,6 +56,7 @@ def test_user_without_two_factor_is_logged_in(rf, user, now):
     assert step.pre_auth is None and step.challenge is None and step.methods == []
     assert request.session["_auth_user_id"] == str(user.pk)
     assert request.session[SESSION_KEY]["v"] is False and request.session[SESSION_KEY]["f"] == ""
+    assert request.session[SESSION_KEY]["e"] is False
 
 
 def test_user_with_two_factor_gets_a_pending_login_not_a_session(rf, user, now):
@@ -73,35 +84,48 @@ def test_methods_follow_the_enrolments(rf, user, now):
     assert login.enabled_methods(user) == ["totp", "email", "recovery"]
 
 
-def test_wrong_password_counts_against_subject_and_ip(rf, user, now):
+def test_wrong_password_counts_against_the_pair_the_ip_and_the_account(rf, user, now):
     exc = fail(rf, user.username, now=now)
     assert isinstance(exc, InvalidCredentials) and exc.code == "invalid_credentials"
-    assert ratelimit.count(EventType.LOGIN_ATTEMPT, user.username, now=now) == 1
+    assert ratelimit.count(EventType.LOGIN_USER_IP, pair(acct(user)), now=now) == 1
     assert ratelimit.count(EventType.LOGIN_IP, "192.0.2.10", now=now) == 1
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, acct(user), now=now) == 1
 
 
 def test_one_subject_key_whatever_was_typed(rf, now):
     """Seed weakness 5: "Alice", " alice " and alice's email share one bucket, the one that is enforced."""
     UserFactory(username="alice", email="Alice@Example.com")
+    alice = lockout.resolve("alice")
     for typed in ("alice", "ALICE", " alice ", "alice@example.com", "ALICE@EXAMPLE.COM"):
         fail(rf, typed, ip="198.51.100.1", now=now)
-    assert ratelimit.count(EventType.LOGIN_ATTEMPT, "alice", now=now) == 5
-    assert RateLimitEvent.objects.filter(event_type=EventType.LOGIN_ATTEMPT).values("key").distinct().count() == 1
+    # The username's other spellings name no account on a case-sensitive database: they share
+    # the casefolded name's key; the address names the account. On a case-insensitive
+    # collation (MariaDB) the database resolves them all to the account.
+    spellings = RateLimitEvent.objects.filter(event_type=EventType.LOGIN_ATTEMPT).values_list("key", flat=True)
+    assert set(spellings) <= {alice.key, "n:alice"}
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, alice.key, now=now) >= 3
     # The success withdraws its own rows only: the five failures stay counted.
     login.password_login(make_request(rf, "198.51.100.1"), username="alice", password=PASSWORD, now=now)
-    assert ratelimit.count(EventType.LOGIN_ATTEMPT, "alice", now=now) == 5
+    assert len(spellings) == 5
     assert ratelimit.count(EventType.LOGIN_IP, "198.51.100.1", now=now) == 5
 
 
 @pytest.mark.parametrize("typed", ["alice@example.com", "ALICE@EXAMPLE.COM", "ALICE", " alice "])
 def test_a_full_account_bucket_refuses_every_spelling(rf, now, typed, settings):
     settings.EPHEMERAL_AUTH_RATE_LIMITS = {"login_attempt": (3, 900)}
-    UserFactory(username="alice", email="alice@example.com")
+    alice = UserFactory(username="alice", email="alice@example.com")
     for i in range(3):
         fail(rf, "alice", ip=f"198.51.100.{i}", now=now)
-    assert isinstance(fail(rf, typed, ip="198.51.100.50", now=now), RateLimited)
-    assert ratelimit.count(EventType.LOGIN_ATTEMPT, "alice", now=now) == 3
-    assert not RateLimitEvent.objects.filter(key="198.51.100.50").exists()
+    # Whatever names the account (the password backend would check alice's password for it)
+    # meets the full ceiling; a spelling no backend accepts cannot open it either (see
+    # test_an_unresolved_spelling_cannot_open_a_locked_account).
+    exc = fail(rf, typed, ip="198.51.100.50", now=now)
+    if lockout.resolve(typed) is not None:
+        assert isinstance(exc, RateLimited)
+        assert not RateLimitEvent.objects.filter(key="198.51.100.50").exists()
+    else:
+        assert isinstance(exc, InvalidCredentials)  # not alice to any backend: not her password checked
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, acct(alice), now=now) == 3
 
 
 class EmailBackend:
@@ -127,11 +151,11 @@ def test_email_login_is_counted_in_the_accounts_bucket(rf, now, settings):
     enrol_totp(bob)
     fail(rf, "bob", now=now)
     fail(rf, "Bob@Example.com", now=now)
-    assert ratelimit.count(EventType.LOGIN_ATTEMPT, "bob", now=now) == 2
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, acct(bob), now=now) == 2
     step = login.password_login(make_request(rf), username="BOB@example.com", password=PASSWORD, now=now)
     assert step.status == "2fa_required" and step.user == bob and step.methods == ["totp"]
-    assert ratelimit.count(EventType.LOGIN_ATTEMPT, "bob", now=now) == 2
-    assert set(RateLimitEvent.objects.values_list("key", flat=True)) == {"bob", "192.0.2.10"}
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, acct(bob), now=now) == 2
+    assert set(RateLimitEvent.objects.values_list("key", flat=True)) == {acct(bob), pair(acct(bob)), "192.0.2.10"}
 
 
 @pytest.fixture
@@ -144,17 +168,31 @@ def hashes(monkeypatch):
     return calls
 
 
-def test_subject_limit_refuses_before_the_password_is_checked(rf, user, now, hashes):
+def test_pair_limit_refuses_before_the_password_is_checked(rf, user, now, hashes):
+    for _ in range(10):
+        fail(rf, user.username, ip="203.0.113.1", now=now)
+    hashes.clear()
+    with pytest.raises(RateLimited) as info:
+        login.password_login(make_request(rf, "203.0.113.1"), username=user.username, password=PASSWORD, now=now)
+    assert info.value.retry_after == 15 * 60 and info.value.event_type == EventType.LOGIN_USER_IP
+    assert hashes == []  # the right password is not even looked at
+    # The refused attempt left nothing behind, in any bucket.
+    assert ratelimit.count(EventType.LOGIN_USER_IP, pair(acct(user), "203.0.113.1"), now=now) == 10
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, acct(user), now=now) == 10
+    assert ratelimit.count(EventType.LOGIN_IP, "203.0.113.1", now=now) == 10
+
+
+def test_ceiling_refuses_before_the_password_is_checked(rf, user, now, hashes, settings):
+    settings.EPHEMERAL_AUTH_RATE_LIMITS = {"login_attempt": (10, 900)}
     for i in range(10):
         fail(rf, user.username, ip=f"203.0.113.{i}", now=now)
     hashes.clear()
     with pytest.raises(RateLimited) as info:
         login.password_login(make_request(rf, "203.0.113.99"), username=user.username, password=PASSWORD, now=now)
-    assert info.value.retry_after == 15 * 60
-    assert hashes == []  # the right password is not even looked at
-    # The refused attempt left nothing behind, in either bucket.
-    assert ratelimit.count(EventType.LOGIN_ATTEMPT, user.username, now=now) == 10
-    assert not RateLimitEvent.objects.filter(key="203.0.113.99").exists()
+    assert info.value.retry_after == 15 * 60 and info.value.event_type == EventType.LOGIN_ATTEMPT
+    assert hashes == []
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, acct(user), now=now) == 10
+    assert not RateLimitEvent.objects.filter(key__contains="203.0.113.99").exists()
 
 
 @pytest.mark.parametrize("known", [True, False])
@@ -169,7 +207,8 @@ def test_a_refused_attempt_runs_no_password_hash(rf, now, hashes, settings, know
     for _ in range(5):
         assert isinstance(fail(rf, target, ip="203.0.113.1", now=now), RateLimited)
     assert hashes == []
-    assert ratelimit.count(EventType.LOGIN_ATTEMPT, ratelimit.subject_key(target), now=now) == 2
+    key = lockout.resolve(target).key if known else lockout.name_key(target)
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, key, now=now) == 2
 
 
 def test_a_racer_that_took_the_last_place_refuses_without_hashing(rf, user, now, hashes, monkeypatch, settings):
@@ -183,7 +222,7 @@ def test_a_racer_that_took_the_last_place_refuses_without_hashing(rf, user, now,
         provisional = original(buckets, **kwargs)
         # Two other requests inserted (and committed) between our INSERT and our recount.
         RateLimitEvent.objects.bulk_create(
-            RateLimitEvent(event_type=EventType.LOGIN_ATTEMPT, key=user.username, occurred_at=now) for _ in range(2)
+            RateLimitEvent(event_type=EventType.LOGIN_ATTEMPT, key=acct(user), occurred_at=now) for _ in range(2)
         )
         return provisional
 
@@ -192,9 +231,9 @@ def test_a_racer_that_took_the_last_place_refuses_without_hashing(rf, user, now,
         login.password_login(make_request(rf, "203.0.113.5"), username=user.username, password=PASSWORD, now=now)
     assert hashes == []
     assert info.value.retry_after == 15 * 60
-    # Our two rows were withdrawn: the bucket holds its limit, the IP nothing of ours.
-    assert ratelimit.count(EventType.LOGIN_ATTEMPT, user.username, now=now) == 3
-    assert not RateLimitEvent.objects.filter(key="203.0.113.5").exists()
+    # Our rows were withdrawn: the bucket holds its limit, the IP nothing of ours.
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, acct(user), now=now) == 3
+    assert not RateLimitEvent.objects.filter(key__contains="203.0.113.5").exists()
 
 
 def test_retry_after_is_the_longest_of_the_full_buckets(rf, now, settings):
@@ -236,8 +275,8 @@ def test_success_by_one_account_leaves_other_failures_in_place(rf, user, other_u
     before = set(RateLimitEvent.objects.values_list("pk", "event_type", "key"))
     login.password_login(make_request(rf), username=user.username, password=PASSWORD, now=now)
     assert set(RateLimitEvent.objects.values_list("pk", "event_type", "key")) == before
-    assert ratelimit.count(EventType.LOGIN_ATTEMPT, user.username, now=now) == 1
-    assert ratelimit.count(EventType.LOGIN_ATTEMPT, other_user.username, now=now) == 2
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, acct(user), now=now) == 1
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, acct(other_user), now=now) == 2
     assert ratelimit.count(EventType.LOGIN_IP, "192.0.2.10", now=now) == 2
 
 
@@ -257,12 +296,13 @@ def test_a_success_withdraws_exactly_its_own_provisional_rows(rf, user, now, mon
         login.password_login(make_request(rf), username=user.username, password=PASSWORD, now=now)
     [provisional] = recorded
     own = provisional.recorded
-    # Recorded in both buckets before the password was checked ...
+    # Recorded in its three buckets before the password was checked ...
     assert [(b.event_type, b.key) for b in provisional.buckets] == [
-        (EventType.LOGIN_ATTEMPT, user.username),
+        (EventType.LOGIN_USER_IP, pair(acct(user))),
         (EventType.LOGIN_IP, "192.0.2.10"),
+        (EventType.LOGIN_ATTEMPT, acct(user)),
     ]
-    assert len(own) == 2 and not set(own) & before
+    assert len(own) == 3 and not set(own) & before
     # ... and withdrawn by primary key, in one DELETE, leaving every other row.
     deletes = [q["sql"] for q in ctx.captured_queries if q["sql"].startswith("DELETE")]
     assert len(deletes) == 1 and all(str(pk) in deletes[0] for pk in own)
@@ -273,10 +313,11 @@ def test_a_failure_keeps_its_provisional_rows(rf, user, now):
     with CaptureQueriesContext(connection) as ctx:
         fail(rf, user.username, now=now)
     assert not [q for q in ctx.captured_queries if q["sql"].startswith("DELETE")]
-    assert sorted(RateLimitEvent.objects.values_list("event_type", "key")) == [
-        (EventType.LOGIN_ATTEMPT, user.username),
+    assert sorted(RateLimitEvent.objects.values_list("event_type", "key")) == sorted([
+        (EventType.LOGIN_ATTEMPT, acct(user)),
         (EventType.LOGIN_IP, "192.0.2.10"),
-    ]
+        (EventType.LOGIN_USER_IP, pair(acct(user))),
+    ])
 
 
 def test_unknown_users_cost_a_password_hash(rf, now, monkeypatch):
@@ -295,8 +336,8 @@ def test_unknown_and_known_users_cost_the_same_statements(rf, user, now):
     with CaptureQueriesContext(connection) as unknown:
         fail(rf, "ghost", ip="192.0.2.51", now=now)
     assert len(known.captured_queries) == len(unknown.captured_queries)
-    # Record both buckets, confirm them while reading the account, authenticate().
-    assert len(known.captured_queries) == 3
+    # Resolve the account, record its buckets, confirm them, authenticate().
+    assert len(known.captured_queries) == 4
 
 
 def test_unknown_and_known_email_addresses_cost_the_same_statements(rf, user, now):
@@ -305,19 +346,20 @@ def test_unknown_and_known_email_addresses_cost_the_same_statements(rf, user, no
     with CaptureQueriesContext(connection) as unknown:
         fail(rf, "ghost@example.com", ip="192.0.2.53", now=now)
     assert len(known.captured_queries) == len(unknown.captured_queries)
-    # An address is resolved to its account first: one SELECT more.
+    # An address is resolved like a username: the same four statements.
     assert len(known.captured_queries) == 4
-    assert ratelimit.count(EventType.LOGIN_ATTEMPT, user.username, now=now) == 1
-    assert ratelimit.count(EventType.LOGIN_ATTEMPT, "ghost@example.com", now=now) == 1
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, acct(user), now=now) == 1
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, "n:ghost@example.com", now=now) == 1
 
 
 def test_a_refusal_costs_two_statements(rf, user, now, settings):
-    settings.EPHEMERAL_AUTH_RATE_LIMITS = {"login_attempt": (1, 900), "login_ip": (1, 900)}
+    settings.EPHEMERAL_AUTH_RATE_LIMITS = {"login_attempt": (1, 900), "login_ip": (1, 900), "login_user_ip": (1, 900)}
     fail(rf, user.username, ip="192.0.2.54", now=now)
     with CaptureQueriesContext(connection) as ctx:
         assert isinstance(fail(rf, user.username, ip="192.0.2.54", now=now), RateLimited)
-    # The conditional INSERT writes nothing (both full), the SELECT finds the Retry-After.
-    assert len(ctx.captured_queries) == 2
+    # The account's SELECT, the conditional INSERT writing nothing (every bucket full), the
+    # SELECT finding the Retry-After.
+    assert len(ctx.captured_queries) == 3
 
 
 def test_lockout_signal_when_the_bucket_fills(rf, user, now):
@@ -335,7 +377,7 @@ def test_lockout_signal_when_the_bucket_fills(rf, user, now):
         fail(rf, "one-more", ip="192.0.2.77", now=now)  # refused: fills nothing
     finally:
         user_locked_out.disconnect(receiver)
-    assert seen == [(EventType.LOGIN_ATTEMPT, user.username), (EventType.LOGIN_IP, "192.0.2.77")]
+    assert seen == [(EventType.LOGIN_USER_IP, pair(acct(user), "192.0.2.77")), (EventType.LOGIN_IP, "192.0.2.77")]
 
 
 def test_window_slides(rf, user, now):
@@ -398,7 +440,7 @@ def test_an_unresolved_spelling_cannot_open_a_locked_account(rf, user, now, sett
     with pytest.raises(RateLimited):
         login.password_login(make_request(rf), username=f"staff:{user.username}", password=PASSWORD, now=now)
     # Neither a failure nor a success: its rows are withdrawn.
-    assert ratelimit.count(EventType.LOGIN_ATTEMPT, f"staff:{user.username}", now=now) == 0
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, f"n:staff:{user.username}", now=now) == 0
     assert ratelimit.count(EventType.LOGIN_IP, "192.0.2.10", now=now) == 2
 
 
@@ -408,8 +450,8 @@ def test_an_unresolved_spelling_logs_in_when_the_account_is_not_locked(rf, user,
     step = login.password_login(make_request(rf), username=f"staff:{user.username}", password=PASSWORD, now=now)
     assert step.authenticated and step.user == user
     # Failures stay where they were recorded; the success withdrew only its own rows.
-    assert ratelimit.count(EventType.LOGIN_ATTEMPT, f"staff:{user.username}", now=now) == 1
-    assert ratelimit.count(EventType.LOGIN_ATTEMPT, user.username, now=now) == 1
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, f"n:staff:{user.username}", now=now) == 1
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, acct(user), now=now) == 1
     assert ratelimit.count(EventType.LOGIN_IP, "192.0.2.10", now=now) == 2
 
 
@@ -458,7 +500,7 @@ def test_split_databases_take_the_unjoined_path(rf, user, now, monkeypatch):
     fail(rf, user.username, now=now)
     step = login.password_login(make_request(rf), username=user.username, password=PASSWORD, now=now)
     assert step.status == "2fa_required" and step.methods == ["totp"]
-    assert ratelimit.count(EventType.LOGIN_ATTEMPT, user.username, now=now) == 1
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, acct(user), now=now) == 1
     assert ratelimit.count(EventType.LOGIN_IP, "192.0.2.10", now=now) == 1
     pending = login.peek_pending(step.pre_auth.raw, challenge=step.challenge, now=now)
     assert pending.user == user and pending.methods == ["totp"]

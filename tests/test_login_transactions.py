@@ -110,7 +110,7 @@ def test_a_failed_password_login_commit_logs_nobody_in(settings, user, failing_l
     assert SESSION_KEY not in client.session
     assert logged_in_sessions() == []
     # The withdrawal was rolled back with the login: the attempt stays counted (fail closed).
-    assert ratelimit.count(EventType.LOGIN_ATTEMPT, ratelimit.subject_key(user.username)) == 1
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, ratelimit.account_key(user.pk)) == 1
 
 
 def test_a_lost_race_for_the_token_leaves_the_code_unspent(client, totp_user, clock, monkeypatch):

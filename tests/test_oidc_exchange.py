@@ -18,6 +18,7 @@ from django.urls import reverse
 from ephemeral_auth import clock
 from ephemeral_auth.models import EphemeralToken, OIDCIdentity, TokenType
 from ephemeral_auth.services import totp
+from ephemeral_auth.services.two_factor import Proof
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -49,8 +50,8 @@ def alice(oidc_standin):
 @pytest.fixture
 def alice_with_totp(alice):
     earlier = clock.now() - timedelta(minutes=5)
-    setup = totp.setup(alice, now=earlier)
-    totp.confirm(alice, pyotp.TOTP(setup.secret).at(earlier), now=earlier)
+    setup = totp.setup(alice, proof=Proof.trusted_caller(), now=earlier)
+    totp.confirm(alice, pyotp.TOTP(setup.secret).at(earlier), proof=Proof.trusted_caller(), now=earlier)
     alice.totp = pyotp.TOTP(setup.secret)
     return alice
 

@@ -9,6 +9,7 @@ import pytest
 from ephemeral_auth.exceptions import InvalidCode, InvalidInput, RateLimited
 from ephemeral_auth.models import EphemeralToken, EventType, RecoveryCode, TokenType, UserTwoFactor
 from ephemeral_auth.services import ratelimit, recovery, tokens, totp, two_factor
+from ephemeral_auth.services.two_factor import Proof
 from ephemeral_auth.signals import user_locked_out
 from tests.factories import UserFactory, enable_email_codes, enrol_totp, totp_code
 
@@ -96,7 +97,7 @@ def test_malformed_codes_do_not_spend_the_budget(user, now):
     for _ in range(20):
         with pytest.raises(InvalidCode):
             two_factor.check_user_code(user, "abc", now=now)
-    assert ratelimit.count(EventType.TWO_FA_ATTEMPT, user.username, now=now) == 0
+    assert ratelimit.count(EventType.TWO_FA_ATTEMPT, ratelimit.account_key(user.pk), now=now) == 0
 
 
 def test_budget_counts_every_checked_code_and_signals_the_lockout(user, now):
@@ -116,7 +117,7 @@ def test_budget_counts_every_checked_code_and_signals_the_lockout(user, now):
     finally:
         user_locked_out.disconnect(receiver)
     assert info.value.retry_after == 15 * 60
-    assert seen == [(EventType.TWO_FA_ATTEMPT, user.username)]
+    assert seen == [(EventType.TWO_FA_ATTEMPT, ratelimit.account_key(user.pk))]
 
 
 def test_window_restarts_at_the_last_success(user, now):
@@ -147,21 +148,24 @@ def test_a_success_stamp_from_the_future_is_ignored(user, now):
 
 
 def test_status(user, now):
-    assert two_factor.status(user) == {"totp": False, "email": False, "recovery_codes_remaining": 0,
-                                       "totp_pending": False}
+    assert two_factor.status(user) == {"totp": False, "email": False, "email_usable": False,
+                                       "recovery_codes_remaining": 0, "totp_pending": False}
     enrol_totp(user)
     recovery.generate(user)
-    totp.setup(user, code=recovery.generate(user)[0], now=now)
-    assert two_factor.status(user) == {"totp": True, "email": False, "recovery_codes_remaining": 9,
-                                       "totp_pending": True}
+    totp.setup(user, code=recovery.generate(user)[0], proof=Proof.trusted_caller(), now=now)
+    assert two_factor.status(user) == {"totp": True, "email": False, "email_usable": False,
+                                       "recovery_codes_remaining": 9, "totp_pending": True}
 
 
-def test_email_codes_without_address_are_not_a_factor(now):
+def test_email_codes_without_address_fail_closed(now):
     user = UserFactory(email="")
     enable_email_codes(user)
     state = two_factor.load_state(user)
-    assert not state.enabled and state.fingerprint == ""
-    assert two_factor.status(user)["email"] is False
+    # Still 2FA (the middleware hides unverified sessions), but no method a login can use.
+    assert state.enabled and state.fingerprint != ""
+    assert state.methods() == []
+    assert two_factor.status(user)["email"] is True
+    assert two_factor.status(user)["email_usable"] is False
 
 
 def test_demo_setup_leaves_a_ready_two_factor_account(now):

@@ -17,6 +17,7 @@ from ephemeral_auth.exceptions import (
 )
 from ephemeral_auth.models import EphemeralToken, EventType, TokenType, UserTwoFactor
 from ephemeral_auth.services import email_otp, login, ratelimit, recovery, tokens
+from ephemeral_auth.services.two_factor import Proof
 from tests.factories import UserFactory, enable_email_codes, enrol_totp
 
 pytestmark = pytest.mark.django_db
@@ -27,89 +28,89 @@ def last_code():
 
 
 def test_enable_sends_a_code_and_stores_only_its_digest(user, now):
-    issued = email_otp.enable(user, now=now)
+    issued = email_otp.enable(user, proof=Proof.trusted_caller(), now=now)
     assert issued.token.token_type == TokenType.EMAIL_OTP_SETUP
     assert mail.outbox[-1].to == [user.email]
     assert "code" in mail.outbox[-1].subject.lower()
     code = last_code()
     row = EphemeralToken.objects.get()
     assert code not in row.code_hash and len(row.code_hash) == 64
-    assert ratelimit.count(EventType.EMAIL_SEND, user.username, now=now) == 1
+    assert ratelimit.count(EventType.EMAIL_SEND, ratelimit.account_key(user.pk), now=now) == 1
 
 
 def test_enable_needs_an_address(now):
     user = UserFactory(email="")
     with pytest.raises(NotEnrolled):
-        email_otp.enable(user, now=now)
+        email_otp.enable(user, proof=Proof.trusted_caller(), now=now)
     assert not mail.outbox and not EphemeralToken.objects.exists()
 
 
 def test_enable_replaces_the_previous_setup(user, now):
-    first = email_otp.enable(user, now=now)
+    first = email_otp.enable(user, proof=Proof.trusted_caller(), now=now)
     first_code = last_code()
-    email_otp.enable(user, now=now)
+    email_otp.enable(user, proof=Proof.trusted_caller(), now=now)
     with pytest.raises(InvalidToken):
-        email_otp.confirm(user, first.raw, first_code, now=now)
+        email_otp.confirm(user, first.raw, first_code, proof=Proof.trusted_caller(), now=now)
 
 
 def test_enable_is_rate_limited(user, now):
     for _ in range(3):
-        email_otp.enable(user, now=now)
+        email_otp.enable(user, proof=Proof.trusted_caller(), now=now)
     with pytest.raises(RateLimited):
-        email_otp.enable(user, now=now)
+        email_otp.enable(user, proof=Proof.trusted_caller(), now=now)
     assert len(mail.outbox) == 3
 
 
 def test_failed_send_leaves_nothing_behind(user, now, settings):
     settings.EMAIL_BACKEND = "tests.test_api_two_factor.BrokenBackend"
     with pytest.raises(ServiceUnavailable):
-        email_otp.enable(user, now=now)
+        email_otp.enable(user, proof=Proof.trusted_caller(), now=now)
     assert not EphemeralToken.objects.exists()
-    assert ratelimit.count(EventType.EMAIL_SEND, user.username, now=now) == 0
+    assert ratelimit.count(EventType.EMAIL_SEND, ratelimit.account_key(user.pk), now=now) == 0
 
 
 def test_confirm_is_bound_to_the_address(user, now):
-    issued = email_otp.enable(user, now=now)
+    issued = email_otp.enable(user, proof=Proof.trusted_caller(), now=now)
     code = last_code()
     user.email = "new@example.com"
     user.save()
     with pytest.raises(InvalidCode):
-        email_otp.confirm(user, issued.raw, code, now=now)
+        email_otp.confirm(user, issued.raw, code, proof=Proof.trusted_caller(), now=now)
 
 
 def test_confirm_burns_the_setup_after_max_attempts(user, now, settings):
     settings.EPHEMERAL_AUTH_EMAIL_CODE_MAX_ATTEMPTS = 2
-    issued = email_otp.enable(user, now=now)
+    issued = email_otp.enable(user, proof=Proof.trusted_caller(), now=now)
     code = last_code()
     wrong = "000000" if code != "000000" else "111111"
     for _ in range(2):
         with pytest.raises(InvalidCode):
-            email_otp.confirm(user, issued.raw, wrong, now=now)
+            email_otp.confirm(user, issued.raw, wrong, proof=Proof.trusted_caller(), now=now)
     with pytest.raises(InvalidToken):
-        email_otp.confirm(user, issued.raw, code, now=now)
+        email_otp.confirm(user, issued.raw, code, proof=Proof.trusted_caller(), now=now)
 
 
 def test_confirm_turns_codes_on_and_gives_recovery_codes_once(user, now):
-    issued = email_otp.enable(user, now=now)
-    codes = email_otp.confirm(user, issued.raw, last_code(), now=now)
+    issued = email_otp.enable(user, proof=Proof.trusted_caller(), now=now)
+    codes = email_otp.confirm(user, issued.raw, last_code(), proof=Proof.trusted_caller(), now=now)
     assert len(codes) == 10
     row = UserTwoFactor.objects.get(user=user)
     assert row.email_enabled and row.email_confirmed_at == now
     assert login.enabled_methods(user) == ["email", "recovery"]
     # A user who already has recovery codes keeps them.
-    email_otp.disable(user, "correct horse battery staple", now=now)
+    email_otp.disable(user, "correct horse battery staple", proof=Proof.trusted_caller(), now=now)
     recovery.generate(user)
-    issued = email_otp.enable(user, now=now)
-    assert email_otp.confirm(user, issued.raw, last_code(), now=now) == []
+    issued = email_otp.enable(user, proof=Proof.trusted_caller(), now=now)
+    assert email_otp.confirm(user, issued.raw, last_code(), proof=Proof.trusted_caller(), now=now) == []
 
 
 def test_disable_checks_the_password(user, now):
     enable_email_codes(user)
     with pytest.raises(InvalidCredentials):
-        email_otp.disable(user, "wrong", now=now)
+        email_otp.disable(user, "wrong", proof=Proof.trusted_caller(), now=now)
     with pytest.raises(NotEnrolled):
-        email_otp.disable(UserFactory(), "x", now=now)
-    email_otp.disable(user, "correct horse battery staple", now=now)
+        email_otp.disable(UserFactory(), "x", proof=Proof.trusted_caller(), now=now)
+    email_otp.disable(user, "correct horse battery staple", proof=Proof.trusted_caller(), now=now)
     assert not UserTwoFactor.objects.get(user=user).email_enabled
 
 
@@ -118,7 +119,7 @@ def test_disable_without_a_usable_password_needs_only_the_session(now):
     user.set_unusable_password()
     user.save()
     enable_email_codes(user)
-    email_otp.disable(user, "", now=now)
+    email_otp.disable(user, "", proof=Proof.trusted_caller(), now=now)
     assert not UserTwoFactor.objects.get(user=user).email_enabled
 
 
@@ -126,7 +127,7 @@ def test_disable_keeps_recovery_codes_while_totp_remains(user, now):
     enrol_totp(user)
     enable_email_codes(user)
     recovery.generate(user)
-    email_otp.disable(user, "correct horse battery staple", now=now)
+    email_otp.disable(user, "correct horse battery staple", proof=Proof.trusted_caller(), now=now)
     assert recovery.remaining(user) == 10
 
 

@@ -10,6 +10,7 @@ from ephemeral_auth import crypto
 from ephemeral_auth.exceptions import InvalidCode, NotEnrolled
 from ephemeral_auth.models import RecoveryCode
 from ephemeral_auth.services import recovery
+from ephemeral_auth.services.two_factor import Proof
 from tests.factories import enrol_totp, totp_code
 
 pytestmark = pytest.mark.django_db
@@ -70,15 +71,15 @@ def test_generate_replaces_old_codes(user):
 
 def test_regenerate_needs_a_second_factor_and_a_current_code(user, now):
     with pytest.raises(NotEnrolled):
-        recovery.regenerate(user, "123456", now=now)
+        recovery.regenerate(user, "123456", proof=Proof.trusted_caller(), now=now)
     secret = enrol_totp(user)
     old = recovery.generate(user)
     with pytest.raises(InvalidCode):
-        recovery.regenerate(user, "ABCDE-FGHJK", now=now)
-    new = recovery.regenerate(user, totp_code(secret, now), now=now)
+        recovery.regenerate(user, "ABCDE-FGHJK", proof=Proof.trusted_caller(), now=now)
+    new = recovery.regenerate(user, totp_code(secret, now), proof=Proof.trusted_caller(), now=now)
     assert not set(new) & set(old)
     # A recovery code also proves the factor (and is used up by it).
-    newest = recovery.regenerate(user, new[0], now=now)
+    newest = recovery.regenerate(user, new[0], proof=Proof.trusted_caller(), now=now)
     assert len(newest) == 10
 
 

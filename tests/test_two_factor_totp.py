@@ -12,6 +12,7 @@ from ephemeral_auth import crypto
 from ephemeral_auth.exceptions import InvalidCode, NotEnrolled, ServiceUnavailable
 from ephemeral_auth.models import EphemeralToken, UserTwoFactor
 from ephemeral_auth.services import tokens, totp
+from ephemeral_auth.services.two_factor import Proof
 from tests.factories import enrol_totp, totp_code
 
 pytestmark = pytest.mark.django_db
@@ -107,14 +108,14 @@ def test_lost_keys_fail_closed(user, now, settings, caplog):
 
 
 def test_setup_then_confirm(user, now):
-    setup = totp.setup(user, now=now)
+    setup = totp.setup(user, proof=Proof.trusted_caller(), now=now)
     assert "secret" not in repr(setup) and setup.secret not in repr(setup)
     row = UserTwoFactor.objects.get(user=user)
     assert row.totp_pending_secret and not row.totp_secret
     assert crypto.decrypt(row.totp_pending_secret) == setup.secret
     assert "issuer=ephemeral_auth%20demo" in setup.provisioning_uri
     assert user.username in setup.provisioning_uri
-    codes = totp.confirm(user, totp_code(setup.secret, now), now=now)
+    codes = totp.confirm(user, totp_code(setup.secret, now), proof=Proof.trusted_caller(), now=now)
     assert len(codes) == 10
     row.refresh_from_db()
     assert row.totp_enabled and not row.totp_pending_secret
@@ -122,40 +123,40 @@ def test_setup_then_confirm(user, now):
 
 
 def test_confirm_with_a_wrong_code_keeps_the_setup(user, now):
-    setup = totp.setup(user, now=now)
+    setup = totp.setup(user, proof=Proof.trusted_caller(), now=now)
     good = totp_code(setup.secret, now)
     with pytest.raises(InvalidCode):
-        totp.confirm(user, "000000" if good != "000000" else "111111", now=now)
-    assert totp.confirm(user, good, now=now)
+        totp.confirm(user, "000000" if good != "000000" else "111111", proof=Proof.trusted_caller(), now=now)
+    assert totp.confirm(user, good, proof=Proof.trusted_caller(), now=now)
 
 
 def test_restarting_setup_replaces_the_pending_secret(user, now):
-    first = totp.setup(user, now=now)
-    second = totp.setup(user, now=now)
+    first = totp.setup(user, proof=Proof.trusted_caller(), now=now)
+    second = totp.setup(user, proof=Proof.trusted_caller(), now=now)
     assert first.secret != second.secret
     with pytest.raises(InvalidCode):
-        totp.confirm(user, totp_code(first.secret, now), now=now)
+        totp.confirm(user, totp_code(first.secret, now), proof=Proof.trusted_caller(), now=now)
     assert totp.pending_setup(user).secret == second.secret
 
 
 def test_confirm_revokes_pending_logins(user, now):
-    setup = totp.setup(user, now=now)
+    setup = totp.setup(user, proof=Proof.trusted_caller(), now=now)
     tokens.issue_pre_auth(user, challenge="c", methods=["email"], now=now)
-    totp.confirm(user, totp_code(setup.secret, now), now=now)
+    totp.confirm(user, totp_code(setup.secret, now), proof=Proof.trusted_caller(), now=now)
     assert not EphemeralToken.objects.exists()
 
 
 def test_replacing_requires_a_current_code(user, now):
     enrol_totp(user)
     with pytest.raises(InvalidCode):
-        totp.setup(user, now=now)
+        totp.setup(user, proof=Proof.trusted_caller(), now=now)
     with pytest.raises(InvalidCode):
-        totp.setup(user, code="000000", now=now)
+        totp.setup(user, code="000000", proof=Proof.trusted_caller(), now=now)
 
 
 def test_disable_requires_enrolment(user, now):
     with pytest.raises(NotEnrolled):
-        totp.disable(user, "123456", now=now)
+        totp.disable(user, "123456", proof=Proof.trusted_caller(), now=now)
 
 
 def test_disable_keeps_email_codes_and_recovery_codes(user, now):
@@ -165,7 +166,7 @@ def test_disable_keeps_email_codes_and_recovery_codes(user, now):
     secret = enrol_totp(user)
     enable_email_codes(user)
     recovery.generate(user)
-    totp.disable(user, totp_code(secret, now), now=now)
+    totp.disable(user, totp_code(secret, now), proof=Proof.trusted_caller(), now=now)
     row = UserTwoFactor.objects.get(user=user)
     assert not row.totp_enabled and row.email_enabled
     assert recovery.remaining(user) == 10

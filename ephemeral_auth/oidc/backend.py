@@ -252,7 +252,7 @@ class OIDCBackend(OIDCAuthenticationBackend):
         self._linked = linked is not None
         if linked is not None:
             assert self.flow is not None
-            self.flow.two_factor_methods = linked.two_factor_methods
+            self.flow.two_factor_state = linked.state
             return [linked.user]
         return oidc_service.users_to_link(provider, claims)
 

@@ -257,7 +257,7 @@ class OIDCCallbackView(OIDCAuthenticationCallbackView):
             backend=self.user.backend,
             skip_two_factor=skip,
             # Read together with the identity link: saves the login step a SELECT.
-            methods=self.flow.two_factor_methods,
+            state=self.flow.two_factor_state,
         )
         response = responses.login_step_redirect(self.request, step, next_url=self.success_url)
         add_never_cache_headers(response)

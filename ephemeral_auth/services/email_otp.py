@@ -12,9 +12,11 @@ Security reasoning:
   guesses cannot exceed the budget), on top of the user's 2FA budget.
 * A code lives as long as its pending login: the login's expiry is brought
   forward to ``EMAIL_CODE_TTL`` after the send when that is sooner.
-* Sends are limited per user (``email_send``); a send is recorded only once
-  the email was handed to the backend, so a failing mail server does not eat
-  the user's budget.
+* Sends are limited per user (``email_send``), recorded *first*: the send is
+  counted (a conditional INSERT, confirmed by a recount) before the code is
+  made and mailed, so of any burst of parallel sends at most the limit go
+  out. A send the mail server refuses withdraws its row, so a failing mail
+  server does not eat the user's budget.
 * Email codes are accepted only for users who enabled them and have an
   address (seed weaknesses 2 and 18).
 """
@@ -39,13 +41,20 @@ from ..exceptions import (
     InvalidToken,
     MethodNotEnabled,
     NotEnrolled,
-    RateLimited,
     ServiceUnavailable,
 )
 from ..models import EventType, TokenType, UserTwoFactor
 from . import ratelimit, recovery, tokens
 from .inputs import clean_text, is_plain_text
-from .two_factor import count_attempt, forgive_failures, load_state, note_failure, two_factor_key, user_email
+from .two_factor import (
+    Proof,
+    count_attempt,
+    forgive_failures,
+    note_failure,
+    require_fresh_proof,
+    two_factor_key,
+    user_email,
+)
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -113,12 +122,12 @@ def _send(user: AbstractBaseUser, address: str, code: str, *, purpose: str, requ
         raise ServiceUnavailable(gettext("The email could not be sent. Please try again later.")) from None
 
 
-def _record_send(key: str, *, now: datetime) -> None:
-    try:
-        ratelimit.attempt(EventType.EMAIL_SEND, key, now=now)
-    except RateLimited:
-        # A parallel send took the last slot after our check; ours is out already.
-        logger.info("email send recorded over the limit (parallel sends)")
+def _record_send(user: AbstractBaseUser, *, now: datetime) -> list[int]:
+    """Count one send against the user's budget before anything is sent; raise RateLimited.
+
+    Returns the recorded rows, to :func:`ratelimit.withdraw` if the send fails.
+    """
+    return ratelimit.attempt_many([(EventType.EMAIL_SEND, two_factor_key(user))], now=now)
 
 
 # At login.
@@ -138,16 +147,19 @@ def send_login_code(pending: PendingLogin, *, request: HttpRequest | None = None
     address = user_email(user)
     if not address:
         raise NotEnrolled(gettext("Your account has no email address."))
-    key = two_factor_key(user)
-    ratelimit.check(EventType.EMAIL_SEND, key, now=now)
-    code = crypto.random_digits(CODE_LENGTH)
-    if not tokens.set_code(pending.token, code_hash=_login_digest(pending.token.token, code)):
-        raise InvalidToken()
-    deadline = now + timedelta(seconds=int(conf.get("EMAIL_CODE_TTL")))
-    if pending.token.expires_at > deadline:
-        tokens.limit_expiry(pending.token, expires_at=deadline)
-    _send(user, address, code, purpose="login", request=request)
-    _record_send(key, now=now)
+    recorded = _record_send(user, now=now)
+    try:
+        code = crypto.random_digits(CODE_LENGTH)
+        if not tokens.set_code(pending.token, code_hash=_login_digest(pending.token.token, code)):
+            raise InvalidToken()
+        deadline = now + timedelta(seconds=int(conf.get("EMAIL_CODE_TTL")))
+        if pending.token.expires_at > deadline:
+            tokens.limit_expiry(pending.token, expires_at=deadline)
+        _send(user, address, code, purpose="login", request=request)
+    except (InvalidToken, ServiceUnavailable):
+        # Nothing was sent: the send does not count.
+        ratelimit.withdraw(recorded)
+        raise
     logger.info("login code emailed to user #%s", user.pk)
 
 
@@ -175,18 +187,23 @@ def login_code_hash(pending: PendingLogin, code: str) -> str:
 # Enrolment.
 
 
-def enable(user: AbstractBaseUser, *, request: HttpRequest | None = None, now: datetime | None = None) -> IssuedToken:
+def enable(
+    user: AbstractBaseUser, *, proof: Proof, password: Any = None, request: HttpRequest | None = None,
+    now: datetime | None = None,
+) -> IssuedToken:
     """Email a confirmation code to the user's address; return the setup token (raw goes to the client).
 
-    Raises NotEnrolled (no address), RateLimited (``email_send``),
-    ServiceUnavailable (the email backend failed; nothing is left behind).
+    Needs a fresh proof (``two_factor.require_fresh_proof``; ``password``
+    serves it while 2FA is off). Raises ReauthenticationRequired, NotEnrolled
+    (no address), RateLimited (``email_send``), ServiceUnavailable (the email
+    backend failed; nothing is left behind).
     """
     now = now or clock.now()
+    require_fresh_proof(user, proof, password=password, now=now, request=request)
     address = user_email(user)
     if not address:
         raise NotEnrolled(gettext("Add an email address to your account first."))
-    key = two_factor_key(user)
-    ratelimit.check(EventType.EMAIL_SEND, key, now=now)
+    recorded = _record_send(user, now=now)
     # One enrolment at a time: an earlier setup token stops working.
     tokens.revoke_tokens(user=user, token_type=TokenType.EMAIL_OTP_SETUP)
     code = crypto.random_digits(CODE_LENGTH)
@@ -195,30 +212,33 @@ def enable(user: AbstractBaseUser, *, request: HttpRequest | None = None, now: d
         _send(user, address, code, purpose="enrol", request=request)
     except ServiceUnavailable:
         tokens.revoke_tokens(user=user, token_type=TokenType.EMAIL_OTP_SETUP)
+        ratelimit.withdraw(recorded)
         raise
-    _record_send(key, now=now)
     return issued
 
 
 def confirm(
-    user: AbstractBaseUser, setup_token: Any, code: Any, *, now: datetime | None = None, request: Any = None
+    user: AbstractBaseUser, setup_token: Any, code: Any, *, proof: Proof, password: Any = None,
+    now: datetime | None = None, request: Any = None,
 ) -> list[str]:
     """Turn email codes on with the setup token and the emailed code.
 
-    Returns new recovery codes when the user had none (else an empty list).
-    Raises InvalidToken (unknown, expired, used, or another user's token),
+    Needs a fresh proof, like :func:`enable`; a change of the configuration
+    (the user's other sessions end). Returns new recovery codes when the user
+    had none (else an empty list). Raises ReauthenticationRequired,
+    InvalidToken (unknown, expired, used, or another user's token),
     InvalidCode, RateLimited, InvalidInput.
     """
     clean_text(setup_token, field="setup_token", max_length=512)
     clean_text(code, field="code", max_length=64)
     now = now or clock.now()
+    state = require_fresh_proof(user, proof, password=password, now=now, request=request)
     token = tokens.peek_token(setup_token, TokenType.EMAIL_OTP_SETUP, user=user, now=now)
     if token is None:
         raise InvalidToken()
     cleaned = normalize(code)
     if cleaned is None:
         raise InvalidCode()
-    state = load_state(user)
     count_attempt(user, state, now=now)
     digest = _setup_digest(user, user_email(user), cleaned)
     if not hmac.compare_digest(digest, token.code_hash):
@@ -226,7 +246,9 @@ def confirm(
         note_failure(user, state, now=now, request=request)
         raise InvalidCode()
     tokens.consume_token(setup_token, TokenType.EMAIL_OTP_SETUP, user=user, code_hash=digest, now=now)
-    UserTwoFactor.objects.update_or_create(user_id=user.pk, defaults={"email_enabled": True, "email_confirmed_at": now})
+    UserTwoFactor.objects.update_or_create(
+        user_id=user.pk, defaults={"email_enabled": True, "email_confirmed_at": now, "changed_at": now}
+    )
     tokens.revoke_tokens(user=user, token_type=TokenType.PRE_AUTH)
     logger.info("email codes enabled for user #%s", user.pk)
     if recovery.remaining(user):
@@ -234,19 +256,23 @@ def confirm(
     return recovery.generate(user, now=now)
 
 
-def disable(user: AbstractBaseUser, password: Any, *, now: datetime | None = None, request: Any = None) -> None:
+def disable(
+    user: AbstractBaseUser, password: Any, *, proof: Proof, now: datetime | None = None, request: Any = None
+) -> None:
     """Turn email codes off after checking the password.
 
-    Users without a usable password (signed up through OIDC) need only their
-    2FA-verified session. Without any method left, the recovery codes go too.
-    Raises NotEnrolled, InvalidCredentials, RateLimited, InvalidInput.
+    Needs a session verified against the current configuration. Users
+    without a usable password (signed up through OIDC) need only that. A
+    change of the configuration (the user's other sessions end). Without any
+    method left, the recovery codes go too. Raises ReauthenticationRequired,
+    NotEnrolled, InvalidCredentials, RateLimited, InvalidInput.
     """
     if password is None:
         password = ""
     if not is_plain_text(password, max_length=MAX_PASSWORD_LENGTH):
         raise InvalidInput(gettext("password must be text."), field="password")
     now = now or clock.now()
-    state = load_state(user)
+    state = require_fresh_proof(user, proof, now=now, request=request)
     if not state.email:
         raise NotEnrolled()
     if user.has_usable_password():
@@ -256,7 +282,9 @@ def disable(user: AbstractBaseUser, password: Any, *, now: datetime | None = Non
         if not user.check_password(password):
             note_failure(user, state, now=now, request=request)
             raise InvalidCredentials(gettext("The password is incorrect."))
-    UserTwoFactor.objects.filter(pk=user.pk).update(email_enabled=False, email_confirmed_at=None, updated_at=now)
+    UserTwoFactor.objects.filter(pk=user.pk).update(
+        email_enabled=False, email_confirmed_at=None, changed_at=now, updated_at=now
+    )
     if not state.totp:
         recovery.delete_all(user)
     tokens.revoke_tokens(user=user, token_types=[TokenType.PRE_AUTH, TokenType.EMAIL_OTP_SETUP])

@@ -35,7 +35,7 @@ Security reasoning:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -46,12 +46,17 @@ from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
 from django.contrib.auth import login as django_login
 from django.contrib.auth.models import AnonymousUser
-from django.core.exceptions import FieldDoesNotExist
 from django.db import DEFAULT_DB_ALIAS, connections, router, transaction
-from django.db.models import Exists, F, OuterRef, Q, Value
 from django.utils.translation import gettext
 
 from .. import clock, crypto
+from ..backends import (
+    ATTEMPT_ATTRIBUTE,
+    GUARD_BACKEND,
+    INNER_BACKEND_ATTRIBUTE,
+    REMEMBER_DEVICE_ATTRIBUTE,
+    read_device_cookie,
+)
 from ..client_ip import client_ip
 from ..exceptions import (
     InvalidCode,
@@ -60,16 +65,16 @@ from ..exceptions import (
     InvalidToken,
     MethodNotEnabled,
     RateLimited,
+    TwoFactorUnavailable,
 )
-from ..models import EphemeralToken, EventType, RateLimitEvent, RecoveryCode, TokenType, UserTwoFactor
+from ..models import EphemeralToken, RateLimitEvent, RecoveryCode, TokenType, UserTwoFactor
 from ..signals import two_factor_failed, two_factor_verified, user_locked_out
-from . import ratelimit, tokens
+from . import lockout, tokens
 from .inputs import clean_text, is_plain_text
 from .two_factor import (
     METHODS,
     TwoFactorState,
     count_attempt,
-    empty_state,
     load_state,
     mark_session,
     note_failure,
@@ -123,7 +128,7 @@ class LoginStep:
 
 
 def enabled_methods(user: AbstractBaseUser) -> list[str]:
-    """Return the second-factor methods ``user`` may log in with (empty: no 2FA)."""
+    """Return the second-factor methods ``user`` may log in with (empty: no usable 2FA)."""
     return load_state(user).methods(user)
 
 
@@ -134,6 +139,7 @@ def begin_login(
     backend: str,
     skip_two_factor: bool = False,
     methods: list[str] | None = None,
+    state: TwoFactorState | None = None,
     now: datetime | None = None,
 ) -> LoginStep:
     """Log ``user`` in, or start the second-factor step if they have 2FA.
@@ -141,8 +147,10 @@ def begin_login(
     ``user`` was authenticated by ``backend`` already. With
     ``skip_two_factor=True`` (an identity provider asserted multi-factor
     authentication) the session is logged in and marked as 2FA-verified.
-    ``methods`` may pass the user's enabled methods when the caller read them
-    already. Raises InvalidCredentials for an inactive user.
+    ``state`` may pass the user's 2FA state when the caller read it already
+    (``methods`` is the older form of the same, kept for callers of 0.1).
+    Raises InvalidCredentials for an inactive user, TwoFactorUnavailable when
+    2FA is on but no method can be used (fail closed).
     """
     if not getattr(user, "is_active", True):
         raise InvalidCredentials()
@@ -152,11 +160,15 @@ def begin_login(
         django_login(request, user, backend=backend)  # type: ignore[arg-type]
         mark_session(request, user, state, verified=True, now=now)
         return LoginStep(status="authenticated", user=user)
+    if state is None:
+        state = load_state(user)
     if methods is None:
-        methods = load_state(user).methods()
+        methods = state.methods()
     if not methods:
+        if state.enabled:
+            raise TwoFactorUnavailable()
         django_login(request, user, backend=backend)  # type: ignore[arg-type]
-        mark_session(request, user, empty_state(user.pk), verified=False, now=now)
+        mark_session(request, user, state, verified=False, now=now)
         return LoginStep(status="authenticated", user=user)
     challenge = crypto.new_token()
     issued = tokens.issue_pre_auth(user, challenge=challenge, methods=methods, now=now)
@@ -180,151 +192,24 @@ def begin_login_atomically(request: HttpRequest, user: AbstractBaseUser, **kwarg
 # The password step.
 
 
-@dataclass(frozen=True)
-class _Candidate:
-    """The account a typed identifier names, as read before authenticate()."""
-
-    pk: Any
-    subject: str | None
-    methods: list[str]
-
-
-@dataclass(frozen=True)
-class _Attempt:
-    """A password attempt recorded in both buckets and admitted, with the account it most likely names."""
-
-    provisional: ratelimit.Provisional
-    subject: str
-    candidate: _Candidate | None
-
-
-def _candidates(identifier: str) -> Any:
-    """Return the users an identifier names (by username, or by email address), with their 2FA methods."""
-    model = get_user_model()
-    username_field = model.USERNAME_FIELD
-    condition = Q(**{username_field: identifier})
-    email_field = _email_field(model)
-    if _may_be_email(identifier):
-        condition |= Q(**{f"{email_field}__iexact": identifier})
-    rows = UserTwoFactor.objects.filter(user_id=OuterRef("pk"))
-    return (
-        model._default_manager.filter(condition)
-        .annotate(
-            _ea_pk=F("pk"),
-            _ea_name=F(username_field),
-            _ea_totp=Exists(rows.filter(totp_confirmed_at__isnull=False).exclude(totp_secret="")),
-            _ea_email=Exists(rows.filter(email_enabled=True)),
-            _ea_codes=Exists(RecoveryCode.objects.filter(user_id=OuterRef("pk"))),
-            _ea_address=F(email_field) if _has_field(model, email_field) else Value(""),
-        )
-        .values_list("_ea_pk", "_ea_name", "_ea_totp", "_ea_email", "_ea_codes", "_ea_address")[:2]
+def _state_of(account: lockout.Account | None, user: AbstractBaseUser) -> TwoFactorState | None:
+    """The 2FA state read with the account before the password check, if it is this user's."""
+    if account is None or account.pk != user.pk:
+        return None
+    return TwoFactorState(
+        user_id=user.pk,
+        totp="totp" in account.methods,
+        email=account.email,
+        has_recovery_codes="recovery" in account.methods,
+        fingerprint=account.fingerprint,
+        email_usable=account.email_usable,
     )
 
 
-def _email_field(model: Any) -> str:
-    return str(model.get_email_field_name()) if hasattr(model, "get_email_field_name") else "email"
-
-
-def _may_be_email(identifier: str) -> bool:
-    """Return whether the identifier may name an account by its email address (not its username)."""
-    model = get_user_model()
-    email_field = _email_field(model)
-    return "@" in identifier and email_field != model.USERNAME_FIELD and _has_field(model, email_field)
-
-
-def _has_field(model: Any, name: str) -> bool:
-    try:
-        model._meta.get_field(name)
-    except FieldDoesNotExist:
-        return False
-    return True
-
-
-def _subject_of(name: Any) -> str | None:
-    """Return the subject key of a username, or None if it cannot be one (empty, too long)."""
-    try:
-        return ratelimit.subject_key(str(name))
-    except InvalidInput:
-        return None
-
-
-def _pick(rows: list[Any], identifier: str) -> _Candidate | None:
-    """Return the account the identifier names: an exact username wins; several email matches name nobody."""
-    exact = [row for row in rows if row[1] == identifier]
-    row = exact[0] if exact else (rows[0] if len(rows) == 1 else None)
-    if row is None:
-        return None
-    pk, name, totp, email, codes, address = row
-    methods = [m for m, on in (("totp", totp), ("email", email and address)) if on]
-    if methods and codes:
-        methods.append("recovery")
-    return _Candidate(pk=get_user_model()._meta.pk.to_python(pk), subject=_subject_of(name), methods=methods)
-
-
-def _compiled(queryset: Any, alias: str) -> tuple[str, tuple[Any, ...]]:
-    sql, params = queryset.query.get_compiler(using=alias).as_sql()
-    return sql, tuple(params)
-
-
-def _record_attempt(identifier: str, ip: str, *, now: datetime) -> _Attempt:
-    """Record the attempt against the account and the IP, confirm it, and find the account; or raise RateLimited.
-
-    Record first, then confirm, then (only then) may the caller check the
-    password: of any burst at most ``limit`` attempts per bucket get past
-    here inside a window, whatever the concurrency (seed weakness 3; the
-    argument is in ``services/ratelimit.py``). A refused attempt withdraws its
-    rows before RateLimited is raised, so it counts nowhere.
-
-    Statements: the conditional INSERT of both rows, then one SELECT that
-    confirms both counts *and* reads the account with its 2FA methods (one
-    row even for an unknown identifier, so known and unknown accounts cost
-    the same). An identifier that may be an email address is resolved first
-    (one SELECT more, for known and unknown addresses alike): its failures
-    must be recorded in the account's bucket, which is keyed by username.
-    """
-    model = get_user_model()
-    user_alias = router.db_for_read(model)
-    typed = ratelimit.subject_key(identifier)
-    candidates = _candidates(identifier)
-    if _may_be_email(identifier):
-        candidate = _pick(list(candidates.using(user_alias)), identifier)
-        subject = (candidate.subject if candidate is not None else None) or typed
-        provisional = ratelimit.record_first(
-            [(EventType.LOGIN_ATTEMPT, subject), (EventType.LOGIN_IP, ip)], now=now
-        )
-        provisional.confirm()
-        return _Attempt(provisional=provisional, subject=subject, candidate=candidate)
-
-    # A username: "Alice", " alice " and "ALICE" share one key without a lookup.
-    provisional = ratelimit.record_first([(EventType.LOGIN_ATTEMPT, typed), (EventType.LOGIN_IP, ip)], now=now)
-    columns, params = provisional.confirm_sql()
-    if not columns or provisional.alias != user_alias or not _same_database(model, RateLimitEvent):
-        # Rate limiting is off, or the event table lives on its own database
-        # (EPHEMERAL_AUTH_DATABASE): no join.
-        provisional.confirm()
-        found = _pick(list(candidates.using(user_alias)), identifier)
-        return _Attempt(provisional=provisional, subject=typed, candidate=found)
-    cand_sql, cand_params = _compiled(candidates.using(user_alias), user_alias)
-    # SELECT (confirmations), cand.* FROM (SELECT 1) seed LEFT JOIN (candidates) cand ON 1 = 1:
-    # always at least one row, whose first columns confirm the recorded events.
-    sql = (
-        f"SELECT {', '.join(columns)}, ea_c.* FROM (SELECT 1 AS one) AS ea_seed "  # noqa: S608 - ORM-compiled, values bound
-        f"LEFT JOIN ({cand_sql}) AS ea_c ON 1 = 1"
-    )
-    with connections[user_alias].cursor() as cursor:
-        cursor.execute(sql, (*params, *cand_params))
-        rows = cursor.fetchall()
-    width = len(columns)
-    provisional.settle(rows[0][:width])
-    found = _pick([row[width:] for row in rows if row[width] is not None], identifier)
-    return _Attempt(provisional=provisional, subject=typed, candidate=found)
-
-
-def _note_lockouts(provisional: ratelimit.Provisional, request: HttpRequest) -> None:
+def _note_lockouts(attempt: lockout.PasswordAttempt, request: HttpRequest) -> None:
     """Send ``user_locked_out`` for each bucket this failure filled."""
-    for bucket, seen in zip(provisional.buckets, provisional.counts, strict=True):
-        if seen == bucket.limit:
-            user_locked_out.send(sender=RateLimitEvent, event_type=bucket.event_type, key=bucket.key, request=request)
+    for bucket in attempt.failed():
+        user_locked_out.send(sender=RateLimitEvent, event_type=bucket.event_type, key=bucket.key, request=request)
 
 
 def password_login(
@@ -332,54 +217,70 @@ def password_login(
     *,
     username: Any,
     password: Any,
+    allowed: Callable[[AbstractBaseUser], bool] | None = None,
     now: datetime | None = None,
 ) -> LoginStep:
     """Authenticate a username (or email) and password, then :func:`begin_login`.
 
-    Raises InvalidInput for malformed values (nothing is recorded),
-    RateLimited when the account's or the IP's failure budget is spent (the
-    password is then not checked at all), InvalidCredentials otherwise.
+    The attempt is recorded first in the account's, the address's and the
+    (account, address) buckets (``services.lockout``), then
+    ``authenticate()`` checks the password. ``allowed`` may refuse an
+    authenticated user (the admin login admits staff only); such a refusal
+    is answered and counted like a wrong password. Raises InvalidInput for
+    malformed values (nothing is recorded), RateLimited when a bucket is
+    full (the password is then not checked at all), InvalidCredentials,
+    TwoFactorUnavailable (2FA on, no usable method).
     """
     identifier = clean_text(username, field="username", max_length=MAX_IDENTIFIER_LENGTH)
     if not identifier.strip():
         raise InvalidInput(gettext("This field is required: %(name)s.") % {"name": "username"}, field="username")
     password = clean_text(password, field="password", max_length=MAX_PASSWORD_LENGTH)
     now = now or clock.now()
-    ip = ratelimit.ip_key(client_ip(request))
-    attempt = _record_attempt(identifier, ip, now=now)
+    ip = client_ip(request)
+    device = read_device_cookie(request)
+    attempt = lockout.begin(identifier, ip=ip, device_cookie=device, now=now)
 
-    # This attempt is counted in both buckets already: a failure keeps the
-    # rows. Django's ModelBackend hashes the password for unknown users too,
-    # so the answer takes as long whether or not the account exists.
-    user = authenticate(request, username=identifier, password=password)
-    if user is None:
-        _note_lockouts(attempt.provisional, request)
+    # This attempt is counted in its buckets already: a failure keeps the rows.
+    # Django's ModelBackend hashes the password for unknown users too, so the
+    # answer takes as long whether or not the account exists. GuardBackend,
+    # when configured, sees that the attempt is recorded and only asks the
+    # other backends.
+    setattr(request, ATTEMPT_ATTRIBUTE, attempt)
+    try:
+        user = authenticate(request, username=identifier, password=password)
+    finally:
+        delattr(request, ATTEMPT_ATTRIBUTE)
+    if user is None or (allowed is not None and not allowed(user)):
+        _note_lockouts(attempt, request)
         raise InvalidCredentials()
-    canonical = _subject_of(user.get_username())
-    if canonical is not None and canonical != attempt.subject:
-        # authenticate() accepted an identifier that the lookup above did not
-        # tie to this account (a custom backend, a database collation that
-        # equates more than casefolding does). The attempt was enforced and
-        # recorded under the typed key; the account's own bucket must admit
+    if attempt.account is None or attempt.account.pk != user.pk:
+        # authenticate() accepted an identifier that the lookup did not tie to
+        # this account (a custom backend's alias). The attempt was enforced and
+        # recorded under the typed key; the account's own buckets must admit
         # the login too, so a variant of the identifier cannot open a locked
         # account. Not a failure either way: our rows are withdrawn.
         try:
-            ratelimit.check(EventType.LOGIN_ATTEMPT, canonical, now=now)
+            lockout.check_account(user.pk, ip=ip, device_cookie=device, now=now)
         except RateLimited:
-            attempt.provisional.withdraw()
+            attempt.succeeded()
             raise
-    # A success is no failure: withdraw exactly the two rows this attempt
-    # recorded. Earlier failures of this account and every failure of this IP
-    # stay counted (seed weakness 4: owning one account must not reset them).
-    # The withdrawal and what the success writes (the pre_auth token, or the
-    # session) commit together.
-    candidate = attempt.candidate
-    methods = candidate.methods if candidate is not None and candidate.pk == user.pk else None
-    backend = getattr(user, "backend", None) or MODEL_BACKEND
+    state = _state_of(attempt.account, user) or load_state(user)
+    if state.enabled and not state.methods():
+        # 2FA on, nothing a login can use: fail closed, with a clear message.
+        # The password was right, so this is no failure.
+        attempt.succeeded()
+        raise TwoFactorUnavailable()
+    # A success is no failure: withdraw exactly this attempt's rows. Earlier
+    # failures of this account and every failure of this address stay counted
+    # (seed weakness 4). The withdrawal and what the success writes (the
+    # pre_auth token, or the session) commit together.
+    backend = getattr(user, INNER_BACKEND_ATTRIBUTE, None) or getattr(user, "backend", None) or MODEL_BACKEND
+    if backend == GUARD_BACKEND:
+        backend = _backend_for(user)
     with _login_unit(request, RateLimitEvent, EphemeralToken, get_user_model()) as unit:
-        attempt.provisional.withdraw()
+        attempt.succeeded()
         unit.logging_in = True
-        return begin_login(request, user, backend=backend, methods=methods, now=now)
+        return begin_login(request, user, backend=backend, state=state, now=now)
 
 
 # The second-factor step.
@@ -440,6 +341,8 @@ def _login_unit(request: HttpRequest, *models: Any) -> Iterator[_Unit]:
         with writes_together(*models):
             yield unit
     except BaseException:
+        # The login did not happen: no device cookie for it either (receivers.remember_login).
+        request.__dict__.pop(REMEMBER_DEVICE_ATTRIBUTE, None)
         if unit.logging_in:
             if hasattr(request, "session"):
                 engine = import_module(settings.SESSION_ENGINE)

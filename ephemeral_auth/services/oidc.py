@@ -45,7 +45,7 @@ from ..oidc import providers
 from ..oidc.providers import Provider
 from . import tokens
 from .inputs import is_plain_text
-from .two_factor import state_from_row, user_email
+from .two_factor import TwoFactorState, state_from_row, user_email
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -176,8 +176,12 @@ class CallbackFlow:
     # Set by the backend: the verified ID token's claims, and those merged with userinfo.
     id_claims: dict[str, Any] = field(default_factory=dict, repr=False)
     claims: dict[str, Any] = field(default_factory=dict, repr=False)
-    # Set by the backend for an already-linked user: their 2FA methods, read with the link.
-    two_factor_methods: list[str] | None = None
+    # Set by the backend for an already-linked user: their 2FA state, read with the link.
+    two_factor_state: TwoFactorState | None = None
+
+    @property
+    def two_factor_methods(self) -> list[str] | None:
+        return self.two_factor_state.methods() if self.two_factor_state is not None else None
 
 
 def consume_state(raw_state: Any, *, binding: Any, now: datetime | None = None) -> CallbackFlow:
@@ -255,7 +259,11 @@ class LinkedUser:
     """The user linked to a provider's subject, with their 2FA methods read alongside."""
 
     user: AbstractBaseUser
-    two_factor_methods: list[str]
+    state: TwoFactorState
+
+    @property
+    def two_factor_methods(self) -> list[str]:
+        return self.state.methods()
 
 
 def find_linked_user(provider: Provider, subject: str) -> LinkedUser | None:
@@ -283,7 +291,7 @@ def find_linked_user(provider: Provider, subject: str) -> LinkedUser | None:
         has_recovery_codes=bool(getattr(identity, "_ea_has_codes", False)),
         has_email=bool(user_email(user)),
     )
-    return LinkedUser(user=user, two_factor_methods=state.methods())
+    return LinkedUser(user=user, state=state)
 
 
 def users_to_link(provider: Provider, claims: Mapping[str, Any]) -> list[AbstractBaseUser]:

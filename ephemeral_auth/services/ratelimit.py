@@ -49,6 +49,7 @@ from .inputs import clean_text
 __all__ = [
     "Bucket",
     "Provisional",
+    "account_key",
     "attempt",
     "attempt_many",
     "check",
@@ -75,6 +76,17 @@ def subject_key(value: Any) -> str:
     if not key or len(key) > KEY_MAX_LENGTH:
         raise InvalidInput("key: expected 1 to 254 characters", field="key")
     return key
+
+
+def account_key(pk: Any) -> str:
+    """Return the key of an account's own buckets: ``u:<pk>``, never shared by two accounts.
+
+    Keying by the primary key, not by the (casefolded) name, keeps "straße"
+    and "strasse" apart, and survives a rename.
+    """
+    if pk is None or isinstance(pk, bool):
+        raise InvalidInput("key: expected a saved user", field="key")
+    return f"u:{pk}"
 
 
 def ip_key(address: Any) -> str:

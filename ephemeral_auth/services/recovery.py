@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
 
     from .login import PendingLogin
+    from .two_factor import Proof
 
 __all__ = [
     "CODE_LENGTH",
@@ -83,20 +84,27 @@ def generate(user: AbstractBaseUser, *, now: datetime | None = None) -> list[str
     return [format_code(code) for code in sorted(codes)]
 
 
-def regenerate(user: AbstractBaseUser, code: Any, *, now: datetime | None = None, request: Any = None) -> list[str]:
+def regenerate(
+    user: AbstractBaseUser, code: Any, *, proof: Proof, now: datetime | None = None, request: Any = None
+) -> list[str]:
     """Check a current code (TOTP or recovery), then replace the recovery codes.
 
-    Raises NotEnrolled when the user has no second factor, InvalidCode,
-    RateLimited, InvalidInput.
+    Needs a session verified against the current configuration; a change of
+    the configuration (the user's other sessions end). Raises
+    ReauthenticationRequired, NotEnrolled when the user has no second factor,
+    InvalidCode, RateLimited, InvalidInput.
     """
     from ..exceptions import NotEnrolled
-    from .two_factor import check_user_code, load_state
+    from .two_factor import check_user_code, note_change, require_fresh_proof
 
-    state = load_state(user)
+    now = now or clock.now()
+    state = require_fresh_proof(user, proof, now=now, request=request)
     if not state.enabled:
         raise NotEnrolled()
-    check_user_code(user, code, now=now, request=request)
-    return generate(user, now=now)
+    check_user_code(user, code, now=now, request=request, state=state)
+    codes = generate(user, now=now)
+    note_change(user, now=now)
+    return codes
 
 
 def use(user_id: Any, code: str) -> bool:

@@ -35,7 +35,7 @@ from ..exceptions import InvalidCode, NotEnrolled, ServiceUnavailable
 from ..models import TokenType, UserTwoFactor
 from . import recovery, tokens
 from .inputs import clean_text
-from .two_factor import check_user_code, count_attempt, load_state, note_failure
+from .two_factor import Proof, check_user_code, count_attempt, note_failure, require_fresh_proof
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -129,13 +129,13 @@ def _secret(encrypted: str) -> str:
 def _record_step(row: UserTwoFactor, step: int, *, now: datetime) -> bool:
     """Accept ``step`` for ``row`` only if it is later than every accepted step. One UPDATE.
 
-    The same statement stamps ``updated_at``, which restarts the user's 2FA
-    failure window (see two_factor._window).
+    The same statement stamps ``last_verified_at``, the real success that
+    restarts the user's 2FA failure window (see two_factor._window).
     """
     updated = (
         UserTwoFactor.objects.filter(pk=row.pk)
         .filter(Q(totp_last_step__lt=step) | Q(totp_last_step__isnull=True))
-        .update(totp_last_step=step, updated_at=now)
+        .update(totp_last_step=step, last_verified_at=now)
     )
     return updated == 1
 
@@ -191,20 +191,26 @@ def qr_svg(data: str) -> str:
     return buffer.getvalue().decode("utf-8")
 
 
-def setup(user: AbstractBaseUser, *, code: Any = None, now: datetime | None = None, request: Any = None) -> TotpSetup:
+def setup(
+    user: AbstractBaseUser, *, proof: Proof, code: Any = None, password: Any = None, now: datetime | None = None,
+    request: Any = None,
+) -> TotpSetup:
     """Start (or restart) enrolling an authenticator; the active one keeps working.
 
-    Replacing an active authenticator needs a current code (TOTP or recovery):
-    raises InvalidCode / RateLimited / InvalidInput from that check.
+    Needs a fresh proof (``two_factor.require_fresh_proof``; ``password``
+    serves it while 2FA is off). Replacing an active authenticator also needs
+    a current code (TOTP or recovery). Raises ReauthenticationRequired,
+    InvalidCode / RateLimited / InvalidInput.
     """
     now = now or clock.now()
-    state = load_state(user)
+    state = require_fresh_proof(user, proof, password=password, now=now, request=request)
     if state.totp:
         if code in (None, ""):
             raise InvalidCode(_code_required_message())
-        check_user_code(user, code, now=now, request=request)
+        check_user_code(user, code, now=now, request=request, state=state)
     secret = new_secret()
     # A restarted setup replaces the previous pending secret (its QR code stops working).
+    # Not a change of the active configuration: nobody's session changes.
     UserTwoFactor.objects.update_or_create(user_id=user.pk, defaults={"totp_pending_secret": crypto.encrypt(secret)})
     uri = provisioning_uri(user, secret)
     return TotpSetup(secret=secret, provisioning_uri=uri, qr_svg=qr_svg(uri))
@@ -214,17 +220,22 @@ def _code_required_message() -> str:
     return gettext("Enter a code from your current authenticator (or a recovery code) to replace it.")
 
 
-def confirm(user: AbstractBaseUser, code: Any, *, now: datetime | None = None, request: Any = None) -> list[str]:
+def confirm(
+    user: AbstractBaseUser, code: Any, *, proof: Proof, password: Any = None, now: datetime | None = None,
+    request: Any = None,
+) -> list[str]:
     """Confirm the pending authenticator with one of its codes; return fresh recovery codes.
 
-    The new secret becomes active in one conditional UPDATE (a parallel
-    confirm or a restarted setup makes it match nothing), and the step of the
-    confirming code is recorded so it cannot be replayed at login. Raises
-    NotEnrolled (no setup started), InvalidCode, RateLimited.
+    Needs a fresh proof, like :func:`setup`. The new secret becomes active in
+    one conditional UPDATE (a parallel confirm or a restarted setup makes it
+    match nothing) that also stamps the change (the user's other sessions
+    end), and the step of the confirming code is recorded so it cannot be
+    replayed at login. Raises ReauthenticationRequired, NotEnrolled (no setup
+    started), InvalidCode, RateLimited.
     """
     clean_text(code, field="code", max_length=64)
     now = now or clock.now()
-    state = load_state(user)
+    state = require_fresh_proof(user, proof, password=password, now=now, request=request)
     row = state.row
     if row is None or not row.totp_pending_secret:
         raise NotEnrolled()
@@ -243,6 +254,7 @@ def confirm(user: AbstractBaseUser, code: Any, *, now: datetime | None = None, r
         totp_confirmed_at=now,
         # A new secret has its own history: its confirming step is the first accepted.
         totp_last_step=step,
+        changed_at=now,
         updated_at=now,
     )
     if activated != 1:
@@ -253,19 +265,22 @@ def confirm(user: AbstractBaseUser, code: Any, *, now: datetime | None = None, r
     return recovery.generate(user)
 
 
-def disable(user: AbstractBaseUser, code: Any, *, now: datetime | None = None, request: Any = None) -> None:
+def disable(
+    user: AbstractBaseUser, code: Any, *, proof: Proof, now: datetime | None = None, request: Any = None
+) -> None:
     """Remove the authenticator after checking a current code (TOTP or recovery).
 
-    Without any method left, the recovery codes go too. Raises NotEnrolled,
-    InvalidCode, RateLimited.
+    Needs a session verified against the current configuration. Without any
+    method left, the recovery codes go too. Raises ReauthenticationRequired,
+    NotEnrolled, InvalidCode, RateLimited.
     """
     now = now or clock.now()
-    state = load_state(user)
+    state = require_fresh_proof(user, proof, now=now, request=request)
     if not state.totp:
         raise NotEnrolled()
-    check_user_code(user, code, now=now, request=request)
+    check_user_code(user, code, now=now, request=request, state=state)
     UserTwoFactor.objects.filter(pk=user.pk).update(
-        totp_secret="", totp_pending_secret="", totp_confirmed_at=None, updated_at=now
+        totp_secret="", totp_pending_secret="", totp_confirmed_at=None, changed_at=now, updated_at=now
     )
     if not state.email:
         recovery.delete_all(user)

@@ -8,12 +8,22 @@ Security reasoning:
   downgrade from TOTP to a mailbox).
 * The session's mark (:data:`SESSION_KEY`) says "this session passed the
   second factor for user ``u`` while the 2FA configuration was ``f``". The
-  fingerprint ``f`` changes when a method is enrolled, re-enrolled or
-  removed, so a session that never passed 2FA (an admin-form login, a login
-  before 2FA was enabled) is not treated as verified once 2FA is on, and a
-  session verified against an authenticator the user has since replaced must
-  verify again. The middleware re-reads the configuration at most every
+  fingerprint ``f`` changes with every change of the active configuration
+  (a method enrolled, re-enrolled or removed, new recovery codes, an admin
+  reset: ``UserTwoFactor.changed_at``). The middleware ends every session
+  whose fingerprint is no longer the user's, except the one that made the
+  change (it is re-marked); it re-reads the configuration at most every
   ``TWO_FACTOR_STATE_MAX_AGE`` seconds (docs/two-factor.md, "Middleware").
+* A change of the configuration needs a *fresh proof*
+  (:func:`require_fresh_proof`), judged on the configuration read from the
+  database, never on the session's cached copy: a session verified against
+  the current configuration, or, while 2FA is off, a sign-in or a password
+  entered within ``REAUTHENTICATION_WINDOW`` seconds.
+* The 2FA failure budget counts failures since the last real second-factor
+  success (``UserTwoFactor.last_verified_at``), which nothing else writes.
+* Email codes without an address to send them to fail *closed*: the user
+  still has 2FA (the middleware hides unverified sessions, the login step
+  refuses with ``two_factor_unavailable`` unless recovery codes are left).
 """
 
 from __future__ import annotations
@@ -25,29 +35,40 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from django.core.exceptions import ValidationError
 from django.db.models import Exists, OuterRef
+from django.utils.translation import gettext
 
 from .. import clock, conf
-from ..exceptions import InvalidCode, RateLimited
+from ..exceptions import InvalidCode, InvalidCredentials, InvalidInput, RateLimited, ReauthenticationRequired
 from ..models import EventType, RateLimitEvent, RecoveryCode, TokenType, UserTwoFactor
 from ..signals import user_locked_out
 from . import ratelimit, tokens
+from .inputs import is_plain_text
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
     from django.http import HttpRequest
 
 __all__ = [
+    "AUTHENTICATED_AT_KEY",
     "METHODS",
     "SESSION_KEY",
+    "EmailRequiredForTwoFactor",
+    "Proof",
     "TwoFactorState",
+    "check_email_change",
     "check_user_code",
     "count_attempt",
+    "email_removal_refused",
     "forgive_failures",
     "load_state",
     "mark_session",
+    "note_change",
+    "require_fresh_proof",
     "reset_two_factor",
     "session_mark",
+    "session_proof",
     "state_from_row",
     "status",
     "two_factor_key",
@@ -60,8 +81,10 @@ logger = logging.getLogger("ephemeral_auth.two_factor")
 METHODS = ("totp", "email", "recovery")
 
 # The session key of the 2FA mark; a dict {"u": user pk, "f": fingerprint,
-# "v": verified, "t": epoch seconds of the last configuration check}.
+# "v": verified, "e": 2FA enabled, "t": epoch seconds of the last configuration check}.
 SESSION_KEY = "_ephemeral_auth_2fa"
+# Epoch seconds of the session's last sign-in (any login()) or password confirmation.
+AUTHENTICATED_AT_KEY = "_ephemeral_auth_authenticated_at"
 
 
 def user_email(user: AbstractBaseUser) -> str:
@@ -75,9 +98,10 @@ def user_email(user: AbstractBaseUser) -> str:
 class TwoFactorState:
     """What one user has enrolled and can use, read in one statement.
 
-    ``email`` is true only when email codes are on *and* the user has an
-    address to receive them (seed weakness 18): without one, email codes are
-    not a usable factor, for the login as for the middleware.
+    ``email`` is the enrolment (email codes turned on); ``email_usable`` says
+    whether the account has an address to send them to. Without one, email
+    codes are not a method a login can use (seed weakness 18), but the user
+    still *has* 2FA: ``enabled`` stays true and the login fails closed.
     """
 
     user_id: Any
@@ -86,6 +110,7 @@ class TwoFactorState:
     has_recovery_codes: bool
     fingerprint: str
     row: UserTwoFactor | None = None
+    email_usable: bool = True
 
     @property
     def enabled(self) -> bool:
@@ -97,9 +122,9 @@ class TwoFactorState:
         found = []
         if self.totp:
             found.append("totp")
-        if self.email:
+        if self.email and self.email_usable:
             found.append("email")
-        if found and self.has_recovery_codes:
+        if self.enabled and self.has_recovery_codes:
             found.append("recovery")
         return found
 
@@ -107,18 +132,24 @@ class TwoFactorState:
 NO_TWO_FACTOR_FINGERPRINT = ""
 
 
-def _fingerprint(user_id: Any, *, totp: bool, totp_at: datetime | None, email: bool, email_at: datetime | None) -> str:
-    """Return a short digest naming one 2FA configuration ("" when 2FA is off).
+def fingerprint(
+    user_id: Any, *, totp: bool, totp_at: datetime | None, email: bool, email_at: datetime | None,
+    changed_at: datetime | None = None,
+) -> str:
+    """Return a short digest naming one 2FA configuration ("" when 2FA was never on).
 
-    Built from the confirmation times, not from the secret: rotating the
-    encryption keys re-encrypts secrets without logging anybody out.
+    Built from the confirmation and change times, not from the secret:
+    rotating the encryption keys re-encrypts secrets without logging anybody
+    out. Rows from before ``changed_at`` existed keep their fingerprint.
     """
-    if not totp and not email:
+    if not totp and not email and changed_at is None:
         return NO_TWO_FACTOR_FINGERPRINT
     stamp = [
         f"t:{totp_at.isoformat() if totp_at else '-'}" if totp else "",
         f"e:{email_at.isoformat() if email_at else '-'}" if email else "",
     ]
+    if changed_at is not None:
+        stamp.append(f"c:{changed_at.isoformat()}")
     return hashlib.sha256(f"{user_id}|{'|'.join(stamp)}".encode()).hexdigest()[:20]
 
 
@@ -129,16 +160,18 @@ def state_from_row(
     if row is None:
         return TwoFactorState(user_id=user_id, totp=False, email=False, has_recovery_codes=False, fingerprint="")
     totp = row.totp_enabled
-    email = bool(row.email_enabled) and has_email
+    email = bool(row.email_enabled)
     return TwoFactorState(
         user_id=user_id,
         totp=totp,
         email=email,
         has_recovery_codes=bool(has_recovery_codes),
-        fingerprint=_fingerprint(
-            user_id, totp=totp, totp_at=row.totp_confirmed_at, email=email, email_at=row.email_confirmed_at
+        fingerprint=fingerprint(
+            user_id, totp=totp, totp_at=row.totp_confirmed_at, email=email, email_at=row.email_confirmed_at,
+            changed_at=row.changed_at,
         ),
         row=row,
+        email_usable=bool(has_email),
     )
 
 
@@ -198,9 +231,95 @@ def mark_session(
         "u": str(user.pk),
         "f": state.fingerprint,
         "v": bool(verified),
+        "e": state.enabled,
         "t": int(now.timestamp()),
     }
     request.two_factor_verified = bool(verified)  # type: ignore[attr-defined]
+    request.two_factor_enabled = state.enabled  # type: ignore[attr-defined]
+
+
+# Fresh proof for changes of the configuration.
+
+
+@dataclass
+class Proof:
+    """What a session can show for a sensitive change, as plain values (see :func:`session_proof`).
+
+    ``renewed_at`` is set by :func:`require_fresh_proof` when it checked a
+    password: the caller stores it as the session's new sign-in time.
+    """
+
+    user_id: str | None = None
+    fingerprint: str | None = None
+    verified: bool = False
+    authenticated_at: int | None = None
+    trusted: bool = False
+    renewed_at: int | None = None
+
+    @classmethod
+    def trusted_caller(cls) -> Proof:
+        """A proof for server-side code acting for the user by other means (a management command, a test)."""
+        return cls(trusted=True)
+
+
+def session_proof(request: HttpRequest) -> Proof:
+    """Return what the request's session proves: its 2FA mark and its last sign-in time."""
+    session = getattr(request, "session", None)
+    mark = session_mark(request) or {}
+    at = session.get(AUTHENTICATED_AT_KEY) if session is not None else None
+    return Proof(
+        user_id=str(mark["u"]) if "u" in mark else None,
+        fingerprint=str(mark["f"]) if "f" in mark else None,
+        verified=bool(mark.get("v")),
+        authenticated_at=at if isinstance(at, int) and not isinstance(at, bool) else None,
+    )
+
+
+def require_fresh_proof(
+    user: AbstractBaseUser, proof: Proof, *, password: Any = None, now: datetime | None = None, request: Any = None
+) -> TwoFactorState:
+    """Return the user's 2FA state, read from the database, if ``proof`` allows changing it.
+
+    * 2FA on: the session must have passed the second factor under the
+      *current* configuration (a stale session cannot launder itself).
+    * 2FA off: a sign-in within ``REAUTHENTICATION_WINDOW`` seconds, or the
+      account's password now (counted against the user's 2FA budget; on
+      success ``proof.renewed_at`` is set).
+
+    Raises ReauthenticationRequired, or InvalidCredentials / RateLimited /
+    InvalidInput for a given password.
+    """
+    now = now or clock.now()
+    state = load_state(user)
+    if proof.trusted:
+        return state
+    if proof.user_id != str(user.pk):
+        raise ReauthenticationRequired()
+    if state.enabled:
+        if proof.verified and proof.fingerprint == state.fingerprint:
+            return state
+        raise ReauthenticationRequired()
+    window = int(conf.get("REAUTHENTICATION_WINDOW") or 0)
+    stamp = int(now.timestamp())
+    if proof.authenticated_at is not None and 0 <= stamp - proof.authenticated_at <= window:
+        return state
+    if password in (None, "") or not user.has_usable_password():
+        raise ReauthenticationRequired()
+    if not is_plain_text(password, max_length=4096):
+        raise InvalidInput(gettext("password must be text."), field="password")
+    count_attempt(user, state, now=now)
+    if not user.check_password(password):
+        note_failure(user, state, now=now, request=request)
+        raise InvalidCredentials(gettext("The password is incorrect."))
+    proof.renewed_at = stamp
+    return state
+
+
+def note_change(user: AbstractBaseUser, *, now: datetime) -> None:
+    """Stamp a change of the user's active 2FA configuration (its fingerprint changes: other sessions end)."""
+    updated = UserTwoFactor.objects.filter(pk=user.pk).update(changed_at=now, updated_at=now)
+    if not updated:
+        UserTwoFactor.objects.get_or_create(user_id=user.pk, defaults={"changed_at": now})
 
 
 # The admin's reset.
@@ -212,8 +331,9 @@ def reset_two_factor(user: AbstractBaseUser) -> None:
     Deletes the TOTP secret (active and pending), the email-code flag and the
     recovery codes, and revokes outstanding ``pre_auth`` and
     ``email_otp_setup`` tokens, so a half-finished login or enrolment cannot
-    complete against the old configuration. Sessions that were verified stay
-    logged in; change the password to end them.
+    complete against the old configuration. Like any change of the
+    configuration it ends the user's sessions (their fingerprint no longer
+    matches: the middleware logs them out at its next check).
     """
     UserTwoFactor.objects.filter(pk=user.pk).delete()
     RecoveryCode.objects.filter(user_id=user.pk).delete()
@@ -225,20 +345,21 @@ def reset_two_factor(user: AbstractBaseUser) -> None:
 
 
 def two_factor_key(user: AbstractBaseUser) -> str:
-    """Return the rate-limit key of a user's 2FA and email-send buckets (their normalised username)."""
-    return ratelimit.subject_key(user.get_username())
+    """Return the rate-limit key of a user's 2FA and email-send buckets (``u:<pk>``: never shared by two accounts)."""
+    return ratelimit.account_key(user.pk)
 
 
 def _window(state: TwoFactorState, now: datetime) -> timedelta:
-    """Return the 2FA window of this user: it restarts at their last success.
+    """Return the 2FA window of this user: it restarts at their last second-factor success.
 
-    A successful verification stamps ``UserTwoFactor.updated_at`` in the same
-    UPDATE that records the accepted TOTP step, so forgiving earlier failures
-    costs no extra statement. A stamp in the future (a host with a fast clock)
-    is ignored: the full window then applies, which errs on the safe side.
+    Only a real success writes ``UserTwoFactor.last_verified_at`` (the
+    UPDATE that records an accepted TOTP step, a used recovery code, an
+    emailed code that logged in); no other save can reset the budget. A stamp
+    in the future (a host with a fast clock) is ignored: the full window then
+    applies, which errs on the safe side.
     """
     window = conf.rate_limit(EventType.TWO_FA_ATTEMPT).window
-    stamp = state.row.updated_at if state.row is not None else None
+    stamp = state.row.last_verified_at if state.row is not None else None
     if stamp is not None and now - window < stamp < now:
         return now - stamp
     return window
@@ -273,18 +394,19 @@ def note_failure(user: AbstractBaseUser, state: TwoFactorState, *, now: datetime
 
 
 def forgive_failures(user: AbstractBaseUser, *, now: datetime) -> None:
-    """Restart the user's 2FA window after a success that did not stamp it already."""
-    UserTwoFactor.objects.filter(pk=user.pk).update(updated_at=now)
+    """Restart the user's 2FA window after a real second-factor success that did not stamp it already."""
+    UserTwoFactor.objects.filter(pk=user.pk).update(last_verified_at=now)
 
 
 def check_user_code(
     user: AbstractBaseUser, code: Any, *, now: datetime | None = None, allow_recovery: bool = True,
-    request: Any = None,
+    request: Any = None, state: TwoFactorState | None = None,
 ) -> str:
     """Verify a current TOTP code (or a recovery code) of a logged-in user; return the method used.
 
     For sensitive changes (replace or disable the authenticator, new recovery
-    codes). Counts against the user's 2FA budget. Raises InvalidInput for a
+    codes). Counts against the user's 2FA budget; a right code is a real
+    second-factor success (``last_verified_at``). Raises InvalidInput for a
     non-text code, RateLimited, or InvalidCode.
     """
     from . import recovery, totp
@@ -292,7 +414,7 @@ def check_user_code(
 
     clean_text(code, field="code", max_length=64)
     now = now or clock.now()
-    state = load_state(user)
+    state = state if state is not None else load_state(user)
     totp_code = totp.normalize(code) if state.totp else None
     recovery_code = recovery.normalize(code) if allow_recovery else None
     if totp_code is None and recovery_code is None:
@@ -314,7 +436,63 @@ def status(user: AbstractBaseUser) -> dict[str, Any]:
     state = load_state(user)
     return {
         "totp": state.totp,
-        "email": state.email and bool(user_email(user)),
+        "email": state.email,
+        "email_usable": state.email and state.email_usable,
         "recovery_codes_remaining": recovery.remaining(user),
         "totp_pending": bool(state.row is not None and state.row.totp_pending_secret),
     }
+
+
+# Email-only 2FA fails closed.
+
+
+class EmailRequiredForTwoFactor(ValidationError):
+    """The address is the user's only second factor: it cannot be removed (forms show it on the field)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            gettext(
+                "This address receives the sign-in codes of the account's only second factor. Set up an "
+                "authenticator app first, or turn sign-in codes by email off."
+            ),
+            code="two_factor_email_required",
+        )
+
+
+def email_removal_refused(user: AbstractBaseUser | Any, new_address: Any) -> bool:
+    """Return whether setting ``new_address`` would leave the user's email-only 2FA without an address.
+
+    One SELECT, only when the new address is empty.
+    """
+    if isinstance(new_address, str) and new_address.strip():
+        return False
+    pk: Any = getattr(user, "pk", user)
+    row = (
+        UserTwoFactor.objects.filter(pk=pk, email_enabled=True).values_list("totp_secret", "totp_confirmed_at").first()
+    )
+    if row is None:
+        return False
+    totp_on = bool(row[0]) and row[1] is not None
+    return not totp_on
+
+
+def check_email_change(instance: Any, *, using: str | None = None, update_fields: Any = None) -> None:
+    """Raise EmailRequiredForTwoFactor if saving ``instance`` empties the address its only factor needs.
+
+    For the user model's ``pre_save``. Free unless the address being saved is
+    empty; a user whose address is empty already (it vanished some other
+    way) can still be saved: their login fails closed instead.
+    """
+    field = instance.get_email_field_name() if hasattr(instance, "get_email_field_name") else "email"
+    if update_fields is not None and field not in update_fields:
+        return
+    if field not in instance.__dict__:
+        return  # deferred: this save cannot change it
+    new = getattr(instance, field, "") or ""
+    if isinstance(new, str) and new.strip():
+        return
+    stored = type(instance)._base_manager.using(using).filter(pk=instance.pk).values_list(field, flat=True).first()
+    if not stored:
+        return
+    if email_removal_refused(instance, new):
+        raise EmailRequiredForTwoFactor()

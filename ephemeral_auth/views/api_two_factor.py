@@ -11,7 +11,14 @@ from django.urls import path
 from ..services import email_otp, recovery, totp, two_factor
 from ..services import login as login_service
 from .json import api_view, optional_text, parse_json, required_text
-from .responses import clear_login_cookies, read_challenge, user_payload
+from .responses import (
+    clear_login_cookies,
+    read_challenge,
+    remark_session,
+    save_proof,
+    session_proof,
+    user_payload,
+)
 
 __all__ = [
     "email_confirm",
@@ -29,6 +36,7 @@ __all__ = [
 
 CODE = login_service.MAX_CODE_LENGTH
 TOKEN = login_service.MAX_TOKEN_LENGTH
+PASSWORD = login_service.MAX_PASSWORD_LENGTH
 
 
 @api_view(("POST",))
@@ -61,24 +69,19 @@ def status(request: HttpRequest) -> HttpResponse:
     return JsonResponse(two_factor.status(request.user))  # type: ignore[arg-type]
 
 
-def _remark(request: HttpRequest, *, verified: bool | None = None) -> None:
-    """Re-mark the session after the user changed their own 2FA configuration.
-
-    The change was made from this session, which proved the factor (or
-    enrolled it), so it stays verified; every other session must verify again
-    (the configuration's fingerprint changed).
-    """
-    user = request.user
-    keep = bool(getattr(request, "two_factor_verified", False)) if verified is None else verified
-    two_factor.mark_session(request, user, two_factor.load_state(user), verified=keep)  # type: ignore[arg-type]
-
-
 @api_view(("POST",), login_required=True)
 def totp_setup(request: HttpRequest) -> HttpResponse:
-    """Start enrolling an authenticator; replacing an active one needs ``code``."""
+    """Start enrolling an authenticator; replacing an active one needs ``code``.
+
+    Needs a fresh proof: with 2FA off, ``password`` when the sign-in is older
+    than ``REAUTHENTICATION_WINDOW``.
+    """
     data = parse_json(request)
     code = optional_text(data, "code", max_length=CODE)
-    setup = totp.setup(request.user, code=code or None, request=request)  # type: ignore[arg-type]
+    password = optional_text(data, "password", max_length=PASSWORD)
+    proof = session_proof(request)
+    setup = totp.setup(request.user, proof=proof, code=code or None, password=password, request=request)  # type: ignore[arg-type]
+    save_proof(request, proof)
     return JsonResponse(
         {"secret": setup.secret, "provisioning_uri": setup.provisioning_uri, "qr_svg": setup.qr_svg}
     )
@@ -89,8 +92,11 @@ def totp_confirm(request: HttpRequest) -> HttpResponse:
     """Confirm the new authenticator with one of its codes; answer the recovery codes (shown once)."""
     data = parse_json(request)
     code = required_text(data, "code", max_length=CODE)
-    codes = totp.confirm(request.user, code, request=request)  # type: ignore[arg-type]
-    _remark(request, verified=True)
+    password = optional_text(data, "password", max_length=PASSWORD)
+    proof = session_proof(request)
+    codes = totp.confirm(request.user, code, proof=proof, password=password, request=request)  # type: ignore[arg-type]
+    save_proof(request, proof)
+    remark_session(request, verified=True)
     return JsonResponse({"recovery_codes": codes})
 
 
@@ -99,8 +105,8 @@ def totp_disable(request: HttpRequest) -> HttpResponse:
     """Remove the authenticator (needs a current TOTP or recovery code)."""
     data = parse_json(request)
     code = required_text(data, "code", max_length=CODE)
-    totp.disable(request.user, code, request=request)  # type: ignore[arg-type]
-    _remark(request)
+    totp.disable(request.user, code, proof=session_proof(request), request=request)  # type: ignore[arg-type]
+    remark_session(request)
     return JsonResponse({"status": "ok"})
 
 
@@ -109,15 +115,19 @@ def recovery_codes(request: HttpRequest) -> HttpResponse:
     """Replace the recovery codes (needs a current TOTP or recovery code)."""
     data = parse_json(request)
     code = required_text(data, "code", max_length=CODE)
-    codes = recovery.regenerate(request.user, code, request=request)  # type: ignore[arg-type]
+    codes = recovery.regenerate(request.user, code, proof=session_proof(request), request=request)  # type: ignore[arg-type]
+    remark_session(request)
     return JsonResponse({"recovery_codes": codes})
 
 
 @api_view(("POST",), login_required=True)
 def email_enable(request: HttpRequest) -> HttpResponse:
     """Email a confirmation code; answer the setup token for ``email/confirm/``."""
-    parse_json(request)
-    issued = email_otp.enable(request.user, request=request)  # type: ignore[arg-type]
+    data = parse_json(request)
+    password = optional_text(data, "password", max_length=PASSWORD)
+    proof = session_proof(request)
+    issued = email_otp.enable(request.user, proof=proof, password=password, request=request)  # type: ignore[arg-type]
+    save_proof(request, proof)
     return JsonResponse({"setup_token": issued.raw, "expires_in": issued.expires_in})
 
 
@@ -127,8 +137,13 @@ def email_confirm(request: HttpRequest) -> HttpResponse:
     data = parse_json(request)
     setup_token = required_text(data, "setup_token", max_length=TOKEN)
     code = required_text(data, "code", max_length=CODE)
-    codes = email_otp.confirm(request.user, setup_token, code, request=request)  # type: ignore[arg-type]
-    _remark(request, verified=True)
+    password = optional_text(data, "password", max_length=PASSWORD)
+    proof = session_proof(request)
+    codes = email_otp.confirm(
+        request.user, setup_token, code, proof=proof, password=password, request=request  # type: ignore[arg-type]
+    )
+    save_proof(request, proof)
+    remark_session(request, verified=True)
     body: dict[str, object] = {"status": "ok"}
     if codes:
         body["recovery_codes"] = codes
@@ -140,8 +155,8 @@ def email_disable(request: HttpRequest) -> HttpResponse:
     """Turn email codes off (needs the password)."""
     data = parse_json(request)
     password = optional_text(data, "password", max_length=email_otp.MAX_PASSWORD_LENGTH)
-    email_otp.disable(request.user, password, request=request)  # type: ignore[arg-type]
-    _remark(request)
+    email_otp.disable(request.user, password, proof=session_proof(request), request=request)  # type: ignore[arg-type]
+    remark_session(request)
     return JsonResponse({"status": "ok"})
 
 

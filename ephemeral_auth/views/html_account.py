@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth import logout as django_logout
 from django.db import DatabaseError, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render, resolve_url
-from django.urls import path
+from django.urls import path, reverse
 from django.utils.decorators import method_decorator
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import View
@@ -24,7 +26,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 
-from ..exceptions import EphemeralAuthError, RateLimited, ServiceUnavailable
+from ..exceptions import EphemeralAuthError, RateLimited, ReauthenticationRequired, ServiceUnavailable
 from ..forms import LoginForm
 from ..services import login as login_service
 from .responses import clear_login_cookies, login_step_redirect
@@ -44,16 +46,32 @@ def safe_next_url(request: HttpRequest, value: str | None, *, default: str | Non
 
 
 class ServiceErrorMixin:
-    """Render a service failure on the form: its message, and 429 + Retry-After when rate limited."""
+    """Render a service failure on the form: its message, and 429 + Retry-After when rate limited.
+
+    A change that needs a fresh proof the session cannot show
+    (``reauthentication_required``) sends the user to sign in again, and back.
+    """
+
+    reauthenticate_url_name = "ephemeral_auth:login"
 
     def error_response(
-        self, request: HttpRequest, exc: EphemeralAuthError, template: str, context: dict[str, Any]
+        self, request: HttpRequest, exc: EphemeralAuthError, template: str, context: dict[str, Any],
+        *, form: Any = None,
     ) -> HttpResponse:
-        form = context.get("form")
+        if isinstance(exc, ReauthenticationRequired):
+            messages.info(request, exc.message, fail_silently=True)
+            target = reverse(self.reauthenticate_url_name)
+            return HttpResponseRedirect(f"{target}?{urlencode({'next': request.get_full_path()})}")
+        form = form if form is not None else context.get("form")
         if form is not None:
             form.add_error(None, exc.message)
         context.setdefault("error_code", exc.code)
-        status = 429 if isinstance(exc, RateLimited) else 503 if isinstance(exc, ServiceUnavailable) else 400
+        status = (
+            429 if isinstance(exc, RateLimited)
+            else 503 if isinstance(exc, ServiceUnavailable)
+            else 403 if exc.code == "two_factor_unavailable"
+            else 400
+        )
         response = render(request, template, context, status=status)
         if isinstance(exc, RateLimited):
             response["Retry-After"] = str(exc.retry_after)

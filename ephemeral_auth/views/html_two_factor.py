@@ -31,7 +31,14 @@ from ..middleware import service_unavailable
 from ..services import email_otp, recovery, totp, two_factor
 from ..services import login as login_service
 from .html_account import ServiceErrorMixin, safe_next_url
-from .responses import clear_login_cookies, read_challenge, read_pending_token
+from .responses import (
+    clear_login_cookies,
+    read_challenge,
+    read_pending_token,
+    remark_session,
+    save_proof,
+    session_proof,
+)
 
 logger = logging.getLogger("ephemeral_auth.views")
 
@@ -53,13 +60,6 @@ _account_view: list[Any] = [*_credential_view, login_required]
 
 def _flash(request: HttpRequest, text: str) -> None:
     messages.success(request, text, fail_silently=True)
-
-
-def _remark(request: HttpRequest, *, verified: bool | None = None) -> None:
-    """Re-mark this session after it changed the user's 2FA (other sessions must verify again)."""
-    user = request.user
-    keep = bool(getattr(request, "two_factor_verified", False)) if verified is None else verified
-    two_factor.mark_session(request, user, two_factor.load_state(user), verified=keep)  # type: ignore[arg-type]
 
 
 @method_decorator(_credential_view, name="dispatch")
@@ -197,11 +197,13 @@ class TotpSetupView(ServiceErrorMixin, View):
             context = self.context(request, confirm_form=form)
             if not form.is_valid():
                 return render(request, self.template_name, context, status=400)
+            proof = session_proof(request)
             try:
-                codes = totp.confirm(request.user, form.cleaned_data["code"], request=request)  # type: ignore[arg-type]
+                codes = totp.confirm(request.user, form.cleaned_data["code"], proof=proof, request=request)  # type: ignore[arg-type]
             except EphemeralAuthError as exc:
-                return self.error_response(request, exc, self.template_name, context)
-            _remark(request, verified=True)
+                return self.error_response(request, exc, self.template_name, context, form=form)
+            save_proof(request, proof)
+            remark_session(request, verified=True)
             _flash(request, _("Your authenticator app is set up."))
             return render(request, self.codes_template_name, {"codes": codes, "next": context["next"]})
         start = TotpStartForm(request.POST)
@@ -209,9 +211,12 @@ class TotpSetupView(ServiceErrorMixin, View):
         if not start.is_valid():
             return render(request, self.template_name, context, status=400)
         try:
-            totp.setup(request.user, code=start.cleaned_data["code"] or None, request=request)  # type: ignore[arg-type]
+            totp.setup(
+                request.user, proof=session_proof(request), code=start.cleaned_data["code"] or None,  # type: ignore[arg-type]
+                request=request,
+            )
         except EphemeralAuthError as exc:
-            return self.error_response(request, exc, self.template_name, context)
+            return self.error_response(request, exc, self.template_name, context, form=start)
         target = reverse("ephemeral_auth:two_factor_setup")
         if request.POST.get("next"):
             target += "?" + urlencode({"next": context["next"]})
@@ -234,10 +239,10 @@ class TotpDisableView(ServiceErrorMixin, View):
         if not form.is_valid():
             return render(request, self.template_name, context, status=400)
         try:
-            totp.disable(request.user, form.cleaned_data["code"], request=request)  # type: ignore[arg-type]
+            totp.disable(request.user, form.cleaned_data["code"], proof=session_proof(request), request=request)  # type: ignore[arg-type]
         except EphemeralAuthError as exc:
             return self.error_response(request, exc, self.template_name, context)
-        _remark(request)
+        remark_session(request)
         _flash(request, _("Your authenticator app was removed."))
         return HttpResponseRedirect(reverse(self.success_url_name))
 
@@ -258,9 +263,12 @@ class RecoveryCodesView(ServiceErrorMixin, View):
         if not form.is_valid():
             return render(request, self.template_name, context, status=400)
         try:
-            codes = recovery.regenerate(request.user, form.cleaned_data["code"], request=request)  # type: ignore[arg-type]
+            codes = recovery.regenerate(
+                request.user, form.cleaned_data["code"], proof=session_proof(request), request=request  # type: ignore[arg-type]
+            )
         except EphemeralAuthError as exc:
             return self.error_response(request, exc, self.template_name, context)
+        remark_session(request)
         return render(request, self.template_name, {"codes": codes})
 
 
@@ -278,7 +286,7 @@ class EmailEnableView(ServiceErrorMixin, View):
     def post(self, request: HttpRequest) -> HttpResponse:
         address = two_factor.user_email(request.user)  # type: ignore[arg-type]
         try:
-            issued = email_otp.enable(request.user, request=request)  # type: ignore[arg-type]
+            issued = email_otp.enable(request.user, proof=session_proof(request), request=request)  # type: ignore[arg-type]
         except EphemeralAuthError as exc:
             return self.error_response(request, exc, self.template_name, {"address": address, "error": exc.message})
         # The setup token is bound to this user, so the page may carry it.
@@ -304,11 +312,12 @@ class EmailConfirmView(ServiceErrorMixin, View):
             return render(request, self.template_name, context, status=400)
         try:
             codes = email_otp.confirm(
-                request.user, form.cleaned_data["setup_token"], form.cleaned_data["code"], request=request  # type: ignore[arg-type]
+                request.user, form.cleaned_data["setup_token"], form.cleaned_data["code"],  # type: ignore[arg-type]
+                proof=session_proof(request), request=request,
             )
         except EphemeralAuthError as exc:
             return self.error_response(request, exc, self.template_name, context)
-        _remark(request, verified=True)
+        remark_session(request, verified=True)
         _flash(request, _("Sign-in codes will be sent to your email address."))
         if codes:
             return render(request, self.codes_template_name, {"codes": codes})
@@ -331,10 +340,12 @@ class EmailDisableView(ServiceErrorMixin, View):
         if not form.is_valid():
             return render(request, self.template_name, context, status=400)
         try:
-            email_otp.disable(request.user, form.cleaned_data["password"], request=request)  # type: ignore[arg-type]
+            email_otp.disable(
+                request.user, form.cleaned_data["password"], proof=session_proof(request), request=request  # type: ignore[arg-type]
+            )
         except EphemeralAuthError as exc:
             return self.error_response(request, exc, self.template_name, context)
-        _remark(request)
+        remark_session(request)
         _flash(request, _("Sign-in codes by email are off."))
         return HttpResponseRedirect(reverse(self.success_url_name))
 

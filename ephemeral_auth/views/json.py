@@ -53,6 +53,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "unknown_provider": 404,
     "csrf_failed": 403,
     "two_factor_enrolment_required": 403,
+    "reauthentication_required": 403,
+    "two_factor_unavailable": 403,
     "forbidden": 403,
     "not_found": 404,
     "method_not_allowed": 405,

@@ -35,6 +35,9 @@ __all__ = [
     "pending_cookie_name",
     "read_challenge",
     "read_pending_token",
+    "remark_session",
+    "save_proof",
+    "session_proof",
     "set_login_cookies",
     "user_payload",
 ]
@@ -148,3 +151,37 @@ def login_step_redirect(request: HttpRequest, step: LoginStep, *, next_url: str)
         set_login_cookies(response, request, step, html=True)
     add_never_cache_headers(response)
     return response
+
+
+# Changes of the user's own 2FA configuration (docs/two-factor.md, "Fresh proof").
+
+
+def session_proof(request: HttpRequest) -> Any:
+    """Return what this session proves (``services.two_factor.Proof``), for the services to judge."""
+    from ..services import two_factor
+
+    return two_factor.session_proof(request)
+
+
+def save_proof(request: HttpRequest, proof: Any) -> None:
+    """Store a password confirmed by a service as the session's new sign-in time."""
+    from ..services import two_factor
+
+    if proof.renewed_at is not None and hasattr(request, "session"):
+        request.session[two_factor.AUTHENTICATED_AT_KEY] = int(proof.renewed_at)
+
+
+def remark_session(request: HttpRequest, *, verified: bool | None = None) -> None:
+    """Re-mark this session after it changed the user's 2FA configuration.
+
+    The change was made from this session, which proved it is the user's
+    (``require_fresh_proof``), so it keeps its standing under the new
+    configuration: verified when it was, or when it just enrolled a factor.
+    Every other session's fingerprint no longer matches: the middleware ends
+    them. One SELECT (the configuration, read back from the database).
+    """
+    from ..services import two_factor
+
+    user = request.user
+    keep = bool(getattr(request, "two_factor_verified", False)) if verified is None else verified
+    two_factor.mark_session(request, user, two_factor.load_state(user), verified=keep)  # type: ignore[arg-type]

@@ -374,13 +374,14 @@ CREATE_TOTP_USER = """
 from datetime import timedelta
 import pyotp
 from django.contrib.auth import get_user_model
+from ephemeral_auth.services.two_factor import Proof
 from ephemeral_auth import clock
 from ephemeral_auth.services import totp
 user = get_user_model().objects.create_user({username!r}, email={username!r} + "@example.com", password={password!r})
 # Enrolled five minutes ago, so the current code is not the (spent) enrolment code.
 earlier = clock.now() - timedelta(minutes=5)
-setup = totp.setup(user, now=earlier)
-totp.confirm(user, pyotp.TOTP(setup.secret).at(earlier), now=earlier)
+setup = totp.setup(user, proof=Proof.trusted_caller(), now=earlier)
+totp.confirm(user, pyotp.TOTP(setup.secret).at(earlier), proof=Proof.trusted_caller(), now=earlier)
 print(setup.secret)
 """
 

@@ -288,13 +288,14 @@ def test_asserted_mfa_skips_local_2fa_only_when_trusted(browser: Browser, idp: P
     from ephemeral_auth import clock
     from ephemeral_auth.models import OIDCIdentity
     from ephemeral_auth.services import totp
+    from ephemeral_auth.services.two_factor import Proof
     from tests.factories import UserFactory
 
     user = UserFactory(username="mfa-kim", email="mfa-kim@example.com")
     OIDCIdentity.objects.create(user=user, provider="idp", subject="mfa-kim")
     earlier = clock.now() - timedelta(minutes=5)
-    setup = totp.setup(user, now=earlier)
-    totp.confirm(user, pyotp.TOTP(setup.secret).at(earlier), now=earlier)
+    setup = totp.setup(user, proof=Proof.trusted_caller(), now=earlier)
+    totp.confirm(user, pyotp.TOTP(setup.secret).at(earlier), proof=Proof.trusted_caller(), now=earlier)
 
     # Not trusted: the provider's amr (pwd, otp) does not replace local 2FA.
     response = browser.sign_in(login="mfa-kim", next="/after/")

@@ -1,0 +1,383 @@
+"""Password attempts: which buckets pay for one, and the lock model (docs/security.md, "The lock model").
+
+Every password check made through ``django.contrib.auth.authenticate()`` is
+recorded here *before* the password is hashed (by the login step, or by
+``ephemeral_auth.backends.GuardBackend`` for every other caller: the admin
+login, Django's ``LoginView``, DRF, a site's own views). One attempt pays
+for three buckets at once, in one conditional INSERT:
+
+============================  ==========================  =====================
+bucket (event type)           key                         default
+============================  ==========================  =====================
+``login_user_ip``             ``u:<pk>|<ip>``             10 / 15 min: the primary lock
+``login_ip``                  ``<ip>``                    20 / 15 min
+``login_attempt``             ``u:<pk>``                  100 / 15 min: the ceiling
+``login_device`` (instead)    ``d:<browser id>``          10 / 15 min
+============================  ==========================  =====================
+
+* **Keyed by the account, not by its name.** The typed identifier is resolved
+  to the account (exact username, else the one account with that address)
+  before anything is recorded, and the account's buckets are keyed by its
+  primary key: two accounts never share a bucket, whatever their names
+  casefold to ("straße" and "strasse"). An identifier that names no account
+  is keyed by its casefolded text (``n:<name>``), with the same statements,
+  so the answers for known and unknown accounts stay identical.
+* **The attacker cannot lock the owner out.** Failures from one address fill
+  only that address's pair bucket: 30 failures from 30 addresses leave the
+  owner's own address untouched. The ceiling bounds guessing from many
+  addresses: however many addresses an attacker holds, no more than the
+  ceiling's limit of passwords are checked per window.
+* **The owner's way in while the ceiling holds**: a browser that completed a
+  login for this account within ``DEVICE_COOKIE_AGE`` carries a signed cookie
+  naming the account (no database row). Its attempts are counted in its own
+  ``login_device`` bucket *instead of* the ceiling, so they are checked while
+  the ceiling refuses everybody else (OWASP's "device cookies"). A user on a
+  new browser resets the password: the reset page marks that browser.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+from datetime import timezone as dt_timezone
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core import signing
+from django.core.exceptions import FieldDoesNotExist
+from django.db.models import BooleanField, Exists, ExpressionWrapper, F, OuterRef, Q, Value
+from django.utils import timezone
+
+from .. import clock, conf, crypto
+from ..models import EventType, RecoveryCode, UserTwoFactor
+from . import ratelimit
+from .inputs import is_plain_text
+from .two_factor import fingerprint
+
+__all__ = [
+    "Account",
+    "PasswordAttempt",
+    "account_key",
+    "begin",
+    "buckets",
+    "check_account",
+    "name_key",
+    "pair_key",
+    "remember_device",
+    "resolve",
+    "trusted_device",
+]
+
+logger = logging.getLogger("ephemeral_auth.lockout")
+
+ACCOUNT_PREFIX = "u:"
+NAME_PREFIX = "n:"
+HASHED_NAME_PREFIX = "n#"
+DEVICE_PREFIX = "d:"
+PAIR_SEPARATOR = "|"
+# Room for "|" and the longest IP key inside the 254-character key column.
+MAX_SUBJECT_LENGTH = 200
+
+
+account_key = ratelimit.account_key
+
+
+def name_key(identifier: Any) -> str:
+    """Return the key of an identifier that names no account: ``n:`` and its casefolded text.
+
+    "Ghost", " ghost " and "GHOST" share one key. A long identifier is keyed by
+    its digest, so a key always fits the column next to an address.
+    """
+    folded = ratelimit.subject_key(identifier)
+    key = NAME_PREFIX + folded
+    if len(key) > MAX_SUBJECT_LENGTH:
+        key = HASHED_NAME_PREFIX + hashlib.sha256(folded.encode()).hexdigest()
+    return key
+
+
+def pair_key(subject: str, ip: str) -> str:
+    """Return the key of one subject guessed from one address (``u:<pk>|<ip>``)."""
+    return f"{subject}{PAIR_SEPARATOR}{ip}"
+
+
+def _device_key(device_id: str) -> str:
+    return DEVICE_PREFIX + device_id
+
+
+def buckets(subject: str, ip: str, *, device: str | None = None) -> list[tuple[str, str]]:
+    """Return the ``(event_type, key)`` buckets one password attempt pays for."""
+    found = [(EventType.LOGIN_USER_IP.value, pair_key(subject, ip)), (EventType.LOGIN_IP.value, ip)]
+    if device:
+        found.append((EventType.LOGIN_DEVICE.value, _device_key(device)))
+    else:
+        found.append((EventType.LOGIN_ATTEMPT.value, subject))
+    return found
+
+
+# Which account an identifier names.
+
+
+def fold(value: str) -> str:
+    """The one normalisation of names and addresses compared in Python: NFKC, then casefold."""
+    return unicodedata.normalize("NFKC", value).casefold()
+
+
+@dataclass(frozen=True)
+class Account:
+    """The account a typed identifier names, with its second factors, read before any password check.
+
+    ``methods`` are those a login may use; ``email`` is the email-code
+    enrolment, usable only with an address (``email_usable``);
+    ``fingerprint`` names the 2FA configuration (``two_factor.fingerprint``).
+    """
+
+    pk: Any
+    username: str
+    two_factor: bool
+    methods: tuple[str, ...]
+    email: bool = False
+    email_usable: bool = True
+    fingerprint: str = ""
+
+    @property
+    def key(self) -> str:
+        return account_key(self.pk)
+
+
+def _email_field(model: Any) -> str:
+    return str(model.get_email_field_name()) if hasattr(model, "get_email_field_name") else "email"
+
+
+def _has_field(model: Any, name: str) -> bool:
+    try:
+        model._meta.get_field(name)
+    except FieldDoesNotExist:
+        return False
+    return True
+
+
+def may_be_email(identifier: str) -> bool:
+    """Return whether the identifier may name an account by its email address (not its username)."""
+    model = get_user_model()
+    email_field = _email_field(model)
+    return "@" in identifier and email_field != model.USERNAME_FIELD and _has_field(model, email_field)
+
+
+def _candidates(identifier: str) -> Any:
+    """The users an identifier may name (username, or email address), with their 2FA enrolments. One SELECT."""
+    model = get_user_model()
+    username_field = model.USERNAME_FIELD
+    email_field = _email_field(model)
+    by_name = Q(**{username_field: identifier})
+    condition = by_name
+    if may_be_email(identifier):
+        condition |= Q(**{f"{email_field}__iexact": identifier})
+    rows = UserTwoFactor.objects.filter(user_id=OuterRef("pk"))
+    return (
+        model._default_manager.filter(condition)
+        .annotate(
+            _ea_pk=F("pk"),
+            _ea_name=F(username_field),
+            _ea_named=ExpressionWrapper(by_name, output_field=BooleanField()),
+            _ea_totp=Exists(rows.filter(totp_confirmed_at__isnull=False).exclude(totp_secret="")),
+            _ea_email=Exists(rows.filter(email_enabled=True)),
+            _ea_codes=Exists(RecoveryCode.objects.filter(user_id=OuterRef("pk"))),
+            _ea_address=F(email_field) if _has_field(model, email_field) else Value(""),
+            _ea_totp_at=F("two_factor__totp_confirmed_at"),
+            _ea_email_at=F("two_factor__email_confirmed_at"),
+            _ea_changed_at=F("two_factor__changed_at"),
+        )
+        .values_list(
+            "_ea_pk", "_ea_name", "_ea_named", "_ea_totp", "_ea_email", "_ea_codes", "_ea_address",
+            "_ea_totp_at", "_ea_email_at", "_ea_changed_at",
+        )[:3]
+    )
+
+
+def _pick(rows: list[Any], identifier: str) -> Account | None:
+    """Return the account the identifier names, or None (no match, or several).
+
+    A username match is the database's own: the column's collation decides
+    (it may equate "ALICE" or "álice" with "alice" on MariaDB), exactly as
+    the password backend will when it looks the user up, so every spelling
+    it accepts pays into the same account's buckets; the exact username wins
+    over the others. An address is compared once more in Python under
+    :func:`fold` (NFKC, casefold): a collation that upper-cases a dotless "ı"
+    to "I" must not tie a look-alike address to somebody else's account.
+    """
+    named = [row for row in rows if row[2]]
+    exact = [row for row in named if row[1] == identifier]
+    if exact:
+        matches = exact[:1]
+    elif named:
+        matches = named
+    else:
+        folded = fold(identifier)
+        matches = [row for row in rows if isinstance(row[6], str) and row[6] and fold(row[6]) == folded]
+    if len(matches) != 1:
+        return None
+    pk, name, _named, totp, email, codes, address, totp_at, email_at, changed_at = matches[0]
+    pk = get_user_model()._meta.pk.to_python(pk)  # type: ignore[union-attr]
+    methods = [m for m, on in (("totp", totp), ("email", email and address)) if on]
+    if (totp or email) and codes:
+        methods.append("recovery")
+    return Account(
+        pk=pk,
+        username=str(name),
+        two_factor=bool(totp or email),
+        methods=tuple(methods),
+        email=bool(email),
+        email_usable=bool(address),
+        fingerprint=fingerprint(
+            pk, totp=bool(totp), totp_at=_aware(totp_at), email=bool(email), email_at=_aware(email_at),
+            changed_at=_aware(changed_at),
+        ),
+    )
+
+
+def _aware(value: Any) -> Any:
+    """A datetime read through values_list, as the model field would give it (aware, on every backend)."""
+    if value is None or not isinstance(value, datetime):
+        return value
+    if timezone.is_naive(value):
+        return timezone.make_aware(value, dt_timezone.utc)
+    return value
+
+
+def resolve(identifier: str) -> Account | None:
+    """Return the account ``identifier`` names (one SELECT, for known and unknown identifiers alike)."""
+    return _pick(list(_candidates(identifier)), identifier)
+
+
+# The attempt.
+
+
+@dataclass
+class PasswordAttempt:
+    """One password attempt, recorded in its buckets and admitted: check the password, then settle.
+
+    A failure keeps the rows (:meth:`failed` names the buckets it filled); a
+    success withdraws exactly them (:meth:`succeeded`).
+    """
+
+    provisional: ratelimit.Provisional
+    subject: str
+    account: Account | None
+    ip: str
+    device: str | None
+
+    def failed(self) -> list[ratelimit.Bucket]:
+        """Return the buckets this failure filled (for ``user_locked_out``); the rows stay."""
+        return [
+            bucket
+            for bucket, seen in zip(self.provisional.buckets, self.provisional.counts, strict=True)
+            if seen == bucket.limit
+        ]
+
+    def succeeded(self) -> None:
+        """A right password is no failure: withdraw exactly this attempt's rows (one DELETE)."""
+        self.provisional.withdraw()
+
+
+def begin(identifier: str | None, *, ip: str, device_cookie: Any = "", now: datetime | None = None) -> PasswordAttempt:
+    """Resolve the account, record the attempt in its buckets, and confirm; or raise RateLimited.
+
+    Three statements, known account or not: the SELECT that resolves the
+    identifier, the conditional INSERT of every bucket's row, the SELECT that
+    recounts them. Record first, then confirm, then (only then) may the
+    caller check the password: of any burst at most ``limit`` attempts per
+    bucket get past here inside a window, whatever the concurrency
+    (``services/ratelimit.py``). A refused attempt withdraws its rows, so it
+    counts nowhere. ``identifier`` None (a credential without a name): only
+    the address's bucket pays. Raises InvalidInput for a malformed
+    identifier or address (nothing is recorded).
+    """
+    now = now or clock.now()
+    ip = ratelimit.ip_key(ip)
+    account: Account | None = None
+    device: str | None = None
+    if identifier is None:
+        subject = ""
+        chosen = [(EventType.LOGIN_IP.value, ip)]
+    else:
+        typed = name_key(identifier)  # validates the identifier before any statement
+        account = resolve(identifier)
+        subject = account.key if account is not None else typed
+        if account is not None:
+            device = trusted_device(device_cookie, account.pk, now=now)
+        chosen = buckets(subject, ip, device=device)
+    provisional = ratelimit.record_first(chosen, now=now)
+    provisional.confirm()
+    return PasswordAttempt(provisional=provisional, subject=subject, account=account, ip=ip, device=device)
+
+
+def check_account(pk: Any, *, ip: str, device_cookie: Any = "", now: datetime | None = None) -> None:
+    """Raise RateLimited if the account's own buckets refuse a login from ``ip`` now (records nothing).
+
+    For a backend that accepted an identifier the lookup did not tie to the
+    account (an alias, a looser collation): the attempt was recorded under
+    the typed key, and the account itself must admit the login too, so a
+    variant of the name cannot open a locked account.
+    """
+    now = now or clock.now()
+    ip = ratelimit.ip_key(ip)
+    device = trusted_device(device_cookie, pk, now=now)
+    for event_type, key in buckets(account_key(pk), ip, device=device):
+        if event_type != EventType.LOGIN_IP:
+            ratelimit.check(event_type, key, now=now)
+
+
+# Known browsers (the device cookie).
+
+DEVICE_SALT = "ephemeral_auth.device"
+MAX_DEVICE_COOKIE_LENGTH = 2048
+# Accounts remembered by one browser (a shared family computer); the newest first.
+MAX_ACCOUNTS_PER_DEVICE = 5
+
+
+def _device_age() -> int:
+    return int(conf.get("DEVICE_COOKIE_AGE") or 0)
+
+
+def _entries(value: Any, *, now: datetime) -> list[list[Any]]:
+    """Return the cookie's live ``[pk, browser id, issued]`` entries ([] if absent, forged or expired)."""
+    age = _device_age()
+    if age <= 0 or not value or not is_plain_text(value, max_length=MAX_DEVICE_COOKIE_LENGTH):
+        return []
+    try:
+        entries = signing.loads(value, salt=DEVICE_SALT, max_age=age)
+    except (signing.BadSignature, ValueError, TypeError):
+        return []
+    if not isinstance(entries, list):
+        return []
+    stamp = int(now.timestamp())
+    return [
+        entry
+        for entry in entries[:MAX_ACCOUNTS_PER_DEVICE]
+        if isinstance(entry, list) and len(entry) == 3 and isinstance(entry[1], str) and isinstance(entry[2], int)
+        and 0 <= stamp - entry[2] <= age
+    ]
+
+
+def trusted_device(value: Any, pk: Any, *, now: datetime | None = None) -> str | None:
+    """Return this browser's id for account ``pk`` if its device cookie names the account, else None."""
+    for entry_pk, device_id, _issued in _entries(value, now=now or clock.now()):
+        if str(entry_pk) == str(pk):
+            return str(device_id)
+    return None
+
+
+def remember_device(value: Any, pk: Any, *, now: datetime | None = None) -> str | None:
+    """Return the new device cookie value: ``value``'s accounts with ``pk`` first (None when turned off)."""
+    if _device_age() <= 0:
+        return None
+    now = now or clock.now()
+    entries = _entries(value, now=now)
+    kept = [entry for entry in entries if str(entry[0]) != str(pk)]
+    known = [entry for entry in entries if str(entry[0]) == str(pk)]
+    device_id = known[0][1] if known else crypto.new_token()[:22]
+    fresh = [[str(pk), device_id, int(now.timestamp())], *kept][:MAX_ACCOUNTS_PER_DEVICE]
+    return signing.dumps(fresh, salt=DEVICE_SALT, compress=False)

@@ -21,6 +21,7 @@ __all__ = [
     "LoginForm",
     "PasswordForm",
     "TotpStartForm",
+    "TwoFactorEmailGuardMixin",
     "VerifyForm",
 ]
 
@@ -107,3 +108,28 @@ class PasswordForm(_PlainTextMixin, forms.Form):
         required=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
     )
+
+
+class TwoFactorEmailGuardMixin:
+    """For a form that edits a user (a ModelForm): refuse to remove the address of email-only 2FA.
+
+    Put it first among the bases of your profile or user admin form
+    (``secure_admin_login`` does it for the admin's user form). Without it the
+    save itself is refused (``services.two_factor.check_email_change``, from
+    the user model's ``pre_save``), with an exception rather than a message.
+    """
+
+    def clean(self) -> dict[str, Any]:
+        from .services.two_factor import EmailRequiredForTwoFactor, email_removal_refused
+
+        cleaned: dict[str, Any] = super().clean()  # type: ignore[misc]
+        instance = getattr(self, "instance", None)
+        if instance is None or getattr(instance, "pk", None) is None:
+            return cleaned
+        field = instance.get_email_field_name() if hasattr(instance, "get_email_field_name") else "email"
+        if field not in cleaned:
+            return cleaned
+        stored = type(instance)._base_manager.filter(pk=instance.pk).values_list(field, flat=True).first()
+        if stored and email_removal_refused(instance, cleaned.get(field)):
+            self.add_error(field, EmailRequiredForTwoFactor())  # type: ignore[attr-defined]
+        return cleaned

@@ -129,6 +129,9 @@ EPHEMERAL_AUTH_TOTP_ISSUER = "ephemeral_auth demo"
 #   OIDC_REDIRECT_ALLOWED_HOSTS  hosts an SPA next= may point to (comma-separated)
 #   SESSION_COOKIE_SAMESITE  Lax (default) or Strict: OIDC sign-in works with both
 AUTHENTICATION_BACKENDS = [
+    # First: every password check made through authenticate() (the admin, any form) is
+    # recorded in ephemeral_auth's buckets before it is made (docs/security.md).
+    "ephemeral_auth.backends.GuardBackend",
     "django.contrib.auth.backends.ModelBackend",
     "ephemeral_auth.oidc.backend.OIDCBackend",
 ]

@@ -4,7 +4,13 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from django.views.static import serve
 
+from ephemeral_auth.admin import secure_admin_login
+
 SPA_ROOT = Path(__file__).resolve().parent / "static_spa"
+
+# The admin's login goes through ephemeral_auth's login step: rate limited, and a user
+# with 2FA continues to the second-factor page, then back to the admin (docs/installation.md).
+secure_admin_login(admin.site)
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -74,6 +74,8 @@ def login_verified(client, user):
     client.force_login(user)
     session = client.session
     state = load_state(user)
-    session[SESSION_KEY] = {"u": str(user.pk), "f": state.fingerprint, "v": True, "t": int(clock.now().timestamp())}
+    session[SESSION_KEY] = {
+        "u": str(user.pk), "f": state.fingerprint, "v": True, "e": state.enabled, "t": int(clock.now().timestamp()),
+    }
     session.save()
     return client

@@ -196,16 +196,24 @@ def fill(event_type, key, n, now):
         ratelimit.attempt(event_type, key, now=now)
 
 
-def test_unlock_username_clears_its_three_buckets_only(frozen):
-    fill(EventType.LOGIN_ATTEMPT, "alice", 10, frozen)
-    fill(EventType.TWO_FA_ATTEMPT, "alice", 5, frozen)
-    fill(EventType.EMAIL_SEND, "alice", 1, frozen)
-    fill(EventType.LOGIN_ATTEMPT, "bob", 2, frozen)
+def test_unlock_username_clears_its_account_buckets_only(frozen):
+    alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
+    mine, theirs = ratelimit.account_key(alice.pk), ratelimit.account_key(bob.pk)
+    fill(EventType.LOGIN_ATTEMPT, mine, 10, frozen)
+    fill(EventType.LOGIN_USER_IP, f"{mine}|10.0.0.1", 10, frozen)
+    fill(EventType.TWO_FA_ATTEMPT, mine, 5, frozen)
+    fill(EventType.EMAIL_SEND, mine, 1, frozen)
+    fill(EventType.LOGIN_ATTEMPT, "n:alice", 2, frozen)  # typed under the name, on a case-sensitive database
+    fill(EventType.LOGIN_ATTEMPT, theirs, 2, frozen)
+    fill(EventType.LOGIN_USER_IP, f"{theirs}|10.0.0.1", 2, frozen)
     fill(EventType.PASSWORD_RESET_SEND, "alice", 1, frozen)
     out = run("ephemeral_auth_unlock", "--username", "  ALICE ")
-    assert out == "Unlocked username alice: cleared 10 login_attempt, 5 2fa_attempt, 1 email_send events.\n"
-    ratelimit.attempt(EventType.LOGIN_ATTEMPT, "alice", now=frozen)
-    assert ratelimit.count(EventType.LOGIN_ATTEMPT, "bob") == 2
+    assert out == (
+        "Unlocked username ALICE: cleared 12 login_attempt, 10 login_user_ip, 5 2fa_attempt, 1 email_send events.\n"
+    )
+    ratelimit.attempt(EventType.LOGIN_ATTEMPT, mine, now=frozen)
+    assert ratelimit.count(EventType.LOGIN_ATTEMPT, theirs) == 2
+    assert ratelimit.count(EventType.LOGIN_USER_IP, f"{theirs}|10.0.0.1") == 2
     assert ratelimit.count(EventType.PASSWORD_RESET_SEND, "alice") == 1
 
 
@@ -220,19 +228,24 @@ def test_unlock_ip_clears_login_and_reset_buckets_in_canonical_form(frozen):
     # An IPv6 client is keyed by its /64 (EPHEMERAL_AUTH_IPV6_PREFIX), as the flows record it.
     fill(EventType.LOGIN_IP, ratelimit.ip_key("2001:db8::1"), 20, frozen)
     fill(EventType.PASSWORD_RESET_IP, ratelimit.ip_key("2001:db8::7"), 2, frozen)
+    fill(EventType.LOGIN_USER_IP, "u:7|2001:db8::/64", 4, frozen)
     fill(EventType.LOGIN_IP, "10.0.0.1", 3, frozen)
     out = run("ephemeral_auth_unlock", "--ip", "2001:DB8:0:0::1", "--ip", "10.0.0.9")
-    assert "Unlocked ip 2001:db8::/64: cleared 20 login_ip, 2 password_reset_ip events." in out
+    assert "Unlocked ip 2001:db8::/64: cleared 20 login_ip, 4 login_user_ip, 2 password_reset_ip events." in out
     assert "ip 10.0.0.9: nothing to clear." in out
     assert ratelimit.count(EventType.LOGIN_IP, "2001:db8::/64") == 0
     assert ratelimit.count(EventType.LOGIN_IP, "10.0.0.1") == 3
 
 
 def test_unlock_list_shows_who_is_locked_out(frozen):
-    fill(EventType.TWO_FA_ATTEMPT, "alice", 5, frozen)
+    alice = UserFactory(username="alice")
+    key = ratelimit.account_key(alice.pk)
+    fill(EventType.TWO_FA_ATTEMPT, key, 5, frozen)
     fill(EventType.LOGIN_IP, "10.0.0.1", 3, frozen)  # under its limit of 20
     out = run("ephemeral_auth_unlock", "--list")
-    assert out.splitlines() == ["1 locked out:", "  2fa_attempt          alice  5 events, retry after 900 s"]
+    assert out.splitlines() == [
+        "1 locked out:", f"  2fa_attempt          {key}  5 events, retry after 900 s  (alice (user #{alice.pk}))",
+    ]
     run("ephemeral_auth_unlock", "--username", "alice")
     assert run("ephemeral_auth_unlock", "--list") == "Nobody is locked out.\n"
 

@@ -25,11 +25,29 @@ def test_no_session_costs_nothing(client, django_assert_num_queries):
 
 def test_admin_login_form_does_not_bypass_two_factor(client, clock):
     staff = UserFactory(is_staff=True, is_superuser=True)
-    enrol_totp(staff)
+    secret = enrol_totp(staff)
     response = client.post("/admin/login/?next=/admin/", {"username": staff.username, "password": PASSWORD})
-    assert response.status_code == 302  # Django's form logged the session in...
+    # The admin's login is the 2FA-aware one: on to the second factor, nobody logged in yet.
+    assert response.status_code == 302
+    assert response["Location"] == "/accounts/2fa/verify/?next=%2Fadmin%2F"
+    assert "_auth_user_id" not in client.session
+    admin = client.get("/admin/")
+    assert admin.status_code == 302 and admin["Location"].startswith("/admin/login/")
+    assert me(client) == {"authenticated": False, "username": None, "two_factor_verified": False}
+    # The second factor leads back to the admin.
+    done = client.post(
+        "/accounts/2fa/verify/?next=/admin/", {"method": "totp", "code": totp_code(secret, clock.now), "next": "/admin/"}
+    )
+    assert done.status_code == 302 and done["Location"] == "/admin/"
+    assert client.get("/admin/").status_code == 200
+
+
+def test_a_login_call_that_skipped_two_factor_is_anonymous(client, clock):
+    """Django's own login form (an admin site left unsecured, a site's LoginView) cannot bypass 2FA."""
+    staff = UserFactory(is_staff=True, is_superuser=True)
+    enrol_totp(staff)
+    client.force_login(staff)  # what any login() call outside the 2FA-aware flows leaves behind
     assert client.session["_auth_user_id"] == str(staff.pk)
-    # ...but the middleware does not treat it as authenticated.
     admin = client.get("/admin/")
     assert admin.status_code == 302 and admin["Location"].startswith("/admin/login/")
     assert me(client) == {"authenticated": False, "username": None, "two_factor_verified": False}

@@ -381,3 +381,91 @@ def remember_device(value: Any, pk: Any, *, now: datetime | None = None) -> str 
     device_id = known[0][1] if known else crypto.new_token()[:22]
     fresh = [[str(pk), device_id, int(now.timestamp())], *kept][:MAX_ACCOUNTS_PER_DEVICE]
     return signing.dumps(fresh, salt=DEVICE_SALT, compress=False)
+
+
+# Unlocking and describing (the admin's "Locked out now" page, ``ephemeral_auth_unlock``).
+
+
+def _clear(event_types: tuple[str, ...], condition: Q) -> dict[str, int]:
+    from django.db import router
+
+    from ..models import RateLimitEvent
+
+    alias = router.db_for_write(RateLimitEvent)
+    cleared: dict[str, int] = {}
+    for event_type in event_types:
+        queryset = RateLimitEvent.objects.using(alias).filter(condition, event_type=event_type)
+        cleared[event_type] = int(queryset._raw_delete(alias))
+    return cleared
+
+
+def _merge(*parts: dict[str, int]) -> dict[str, int]:
+    merged: dict[str, int] = {}
+    for part in parts:
+        for event_type, count in part.items():
+            merged[event_type] = merged.get(event_type, 0) + count
+    return merged
+
+
+def unlock_username(username: str) -> dict[str, int]:
+    """Clear every bucket of the account named ``username`` and of the name itself; return counts per type.
+
+    The account (exact username): its ceiling, its (account, address) pairs,
+    its 2FA and email-send budgets. The name (what was typed, casefolded):
+    failures typed under a name that is no account's.
+    """
+    model = get_user_model()
+    field = model.USERNAME_FIELD
+    pks = list(model._default_manager.filter(**{field: username}).values_list("pk", flat=True)[:1])
+    if not pks:  # an administrator's spelling: the one account whose username matches but for case
+        pks = list(model._default_manager.filter(**{f"{field}__iexact": username}).values_list("pk", flat=True)[:2])
+    pk = pks[0] if len(pks) == 1 else None
+    parts = []
+    if pk is not None:
+        key = account_key(pk)
+        parts.append(_clear(
+            (EventType.LOGIN_ATTEMPT, EventType.TWO_FA_ATTEMPT, EventType.EMAIL_SEND), Q(key=key)
+        ))
+        parts.append(_clear((EventType.LOGIN_USER_IP,), Q(key__startswith=key + PAIR_SEPARATOR)))
+    name = name_key(username)
+    parts.append(_clear((EventType.LOGIN_ATTEMPT,), Q(key=name)))
+    parts.append(_clear((EventType.LOGIN_USER_IP,), Q(key__startswith=name + PAIR_SEPARATOR)))
+    return _merge(*parts)
+
+
+def unlock_address(ip: str) -> dict[str, int]:
+    """Clear every bucket of a client address (its key: ``ratelimit.ip_key``): its own, and its pairs."""
+    return _merge(
+        _clear((EventType.LOGIN_IP, EventType.PASSWORD_RESET_IP), Q(key=ip)),
+        _clear((EventType.LOGIN_USER_IP,), Q(key__endswith=PAIR_SEPARATOR + ip)),
+    )
+
+
+def describe_keys(keys: list[str]) -> dict[str, str]:
+    """Return a readable label per key: account keys get the username (one SELECT for all of them)."""
+    model = get_user_model()
+    pks: dict[str, str] = {}
+    for key in keys:
+        subject = key.split(PAIR_SEPARATOR, 1)[0]
+        if subject.startswith(ACCOUNT_PREFIX):
+            pks[subject] = subject[len(ACCOUNT_PREFIX):]
+    names: dict[str, str] = {}
+    if pks:
+        rows = model._default_manager.filter(pk__in=list(pks.values())).values_list("pk", model.USERNAME_FIELD)
+        names = {str(pk): str(name) for pk, name in rows}
+    labels: dict[str, str] = {}
+    for key in keys:
+        subject, _sep, ip = key.partition(PAIR_SEPARATOR)
+        if subject.startswith(ACCOUNT_PREFIX):
+            pk = subject[len(ACCOUNT_PREFIX):]
+            who = f"{names[pk]} (user #{pk})" if pk in names else f"deleted user #{pk}"
+        elif subject.startswith(NAME_PREFIX):
+            who = f"{subject[len(NAME_PREFIX):]} (no such account)"
+        elif subject.startswith(HASHED_NAME_PREFIX):
+            who = "a long name (no such account)"
+        elif subject.startswith(DEVICE_PREFIX):
+            who = "a known browser"
+        else:
+            who = subject
+        labels[key] = f"{who} from {ip}" if ip else who
+    return labels

@@ -10,6 +10,7 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
 
+from ..backends import REMEMBER_DEVICE_ATTRIBUTE
 from ..client_ip import client_ip
 from ..exceptions import InvalidPassword
 from ..services import passwords
@@ -42,9 +43,12 @@ def password_reset_confirm(request: HttpRequest) -> HttpResponse:
     token = required_text(data, "token", max_length=MAX_TOKEN_LENGTH)
     new_password = required_text(data, "new_password", max_length=passwords.MAX_PASSWORD_LENGTH)
     try:
-        passwords.confirm_reset(token, new_password)
+        user = passwords.confirm_reset(token, new_password)
     except InvalidPassword as exc:
         return _no_referrer(error(exc.code, exc.message, messages=exc.messages))
+    # The link proved the mailbox: this browser may sign in even while the account's
+    # failure ceiling holds (the device cookie, services.lockout).
+    setattr(request, REMEMBER_DEVICE_ATTRIBUTE, user.pk)
     return _no_referrer(JsonResponse({"status": "ok"}))
 
 

@@ -98,6 +98,10 @@ class LoginView(ServiceErrorMixin, View):
         context.update(kwargs)
         return context
 
+    def allowed_user(self, user: Any) -> bool:
+        """Whether this page may log ``user`` in (the admin: staff only); a refusal reads as a wrong password."""
+        return True
+
     def get(self, request: HttpRequest) -> HttpResponse:
         return render(request, self.template_name, self.get_context_data(form=self.form_class()))
 
@@ -108,7 +112,8 @@ class LoginView(ServiceErrorMixin, View):
             return render(request, self.template_name, context, status=400)
         try:
             step = login_service.password_login(
-                request, username=form.cleaned_data["username"], password=form.cleaned_data["password"]
+                request, username=form.cleaned_data["username"], password=form.cleaned_data["password"],
+                allowed=self.allowed_user,
             )
         except EphemeralAuthError as exc:
             return self.error_response(request, exc, self.template_name, context)

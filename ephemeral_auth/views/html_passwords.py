@@ -30,6 +30,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
 from .. import conf
+from ..backends import REMEMBER_DEVICE_ATTRIBUTE
 from ..client_ip import client_ip
 from ..exceptions import InvalidInput, InvalidPassword, InvalidToken, RateLimited
 from ..models import TokenType
@@ -171,7 +172,7 @@ def password_reset_confirm(request: HttpRequest) -> HttpResponse:
         # A token in the form (from a fresh link's fragment) wins over the cookie.
         raw = form.cleaned_data["token"] or _token_cookie(request)
         try:
-            passwords.confirm_reset(raw, form.cleaned_data["new_password1"])
+            user = passwords.confirm_reset(raw, form.cleaned_data["new_password1"])
         except InvalidPassword as exc:
             form.add_error("new_password1", exc.messages or [exc.message])
         except InvalidToken:
@@ -182,6 +183,9 @@ def password_reset_confirm(request: HttpRequest) -> HttpResponse:
         except InvalidInput as exc:
             form.add_error(None, exc.message)
         else:
+            # The link proved the mailbox: this browser may sign in even while the account's
+            # failure ceiling holds (the device cookie, services.lockout).
+            setattr(request, REMEMBER_DEVICE_ATTRIBUTE, user.pk)
             response = redirect("ephemeral_auth:password_reset_complete")
             response.delete_cookie(cookie_name, path=confirm_path, samesite="Lax")
             return response

@@ -1,7 +1,10 @@
 """``manage.py ephemeral_auth_unlock``: clear a username's, email's or IP's rate-limit events.
 
-Thin: keys are normalised and cleared by :mod:`ephemeral_auth.services.ratelimit`,
-exactly as the flows record them, so "Alice" unlocks the bucket of "alice".
+Thin: keys are found and cleared by :mod:`ephemeral_auth.services.lockout` and
+:mod:`ephemeral_auth.services.ratelimit`, exactly as the flows record them: a
+username unlocks its account (keyed by primary key: its ceiling, its
+(account, address) pairs, its 2FA and email-send budgets) and the name as
+typed; an address unlocks itself and every (account, address) pair of it.
 """
 
 from __future__ import annotations
@@ -13,15 +16,15 @@ from django.db import DatabaseError
 
 from ...exceptions import InvalidInput
 from ...models import EventType
-from ...services import ratelimit
+from ...services import lockout, ratelimit
 
 __all__ = ["BUCKETS", "Command"]
 
-# Which buckets each kind of subject has (DESIGN.md section 4).
+# Which buckets each kind of subject has (docs/security.md, "The lock model").
 BUCKETS: dict[str, tuple[str, ...]] = {
-    "username": (EventType.LOGIN_ATTEMPT, EventType.TWO_FA_ATTEMPT, EventType.EMAIL_SEND),
+    "username": (EventType.LOGIN_ATTEMPT, EventType.LOGIN_USER_IP, EventType.TWO_FA_ATTEMPT, EventType.EMAIL_SEND),
     "email": (EventType.PASSWORD_RESET_SEND,),
-    "ip": (EventType.LOGIN_IP, EventType.PASSWORD_RESET_IP),
+    "ip": (EventType.LOGIN_IP, EventType.LOGIN_USER_IP, EventType.PASSWORD_RESET_IP),
 }
 
 
@@ -39,8 +42,9 @@ class Command(BaseCommand):
             action="append",
             default=[],
             metavar="U",
-            help="Username to unlock; case and surrounding spaces do not matter. For failures typed with an "
-            "identifier that matches no account, give what was typed. Repeatable.",
+            help="Username to unlock (the account's buckets, and failures typed under that name; case and "
+            "surrounding spaces do not matter for the latter). For an identifier that matches no account, give "
+            "what was typed. Repeatable.",
         )
         parser.add_argument("--email", action="append", default=[], metavar="E",
                             help="Email address whose password-reset requests to clear. Repeatable.")
@@ -67,12 +71,23 @@ class Command(BaseCommand):
 
     def _key(self, kind: str, value: str) -> str:
         try:
-            return ratelimit.ip_key(value) if kind == "ip" else ratelimit.subject_key(value)
+            if kind == "ip":
+                return ratelimit.ip_key(value)
+            if kind == "username":
+                lockout.name_key(value)  # validates; the account is found by its exact username
+                return value.strip()
+            return ratelimit.subject_key(value)
         except InvalidInput as exc:
             raise CommandError(f"--{kind} {value!r}: {exc.message}") from exc
 
     def _clear(self, kind: str, key: str) -> None:
-        counts = {event_type: ratelimit.clear(event_type, key) for event_type in BUCKETS[kind]}
+        if kind == "username":
+            found = lockout.unlock_username(key)
+        elif kind == "ip":
+            found = lockout.unlock_address(key)
+        else:
+            found = {event_type: ratelimit.clear(event_type, key) for event_type in BUCKETS[kind]}
+        counts = {event_type: found.get(event_type, 0) for event_type in BUCKETS[kind]}
         if self.verbosity < 1:
             return
         if not any(counts.values()):
@@ -87,9 +102,10 @@ class Command(BaseCommand):
             self.stdout.write("Nobody is locked out.")
             return
         self.stdout.write(f"{len(locked)} locked out:")
+        who = lockout.describe_keys([subject.key for subject in locked])
         width = max(len(subject.key) for subject in locked)
         for subject in locked:
             self.stdout.write(
                 f"  {subject.event_type:<20} {subject.key:<{width}}  "
-                f"{subject.count} events, retry after {subject.retry_after} s"
+                f"{subject.count} events, retry after {subject.retry_after} s  ({who.get(subject.key, '')})"
             )

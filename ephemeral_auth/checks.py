@@ -1,4 +1,10 @@
-"""System checks for the EPHEMERAL_AUTH_* settings (ids listed in docs/settings.md)."""
+"""System checks for the EPHEMERAL_AUTH_* settings and the app's wiring (ids listed in docs/settings.md).
+
+* ``check_settings`` (tag ``ephemeral_auth``): the EPHEMERAL_AUTH_* values.
+* ``check_wiring`` (tag ``ephemeral_auth``): MIDDLEWARE and AUTHENTICATION_BACKENDS.
+* ``check_urls`` (tags ``urls`` and ``ephemeral_auth``): what the URLconf mounts.
+* ``check_deployment`` (tags ``security`` and ``ephemeral_auth``, ``check --deploy`` only).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +12,21 @@ import ipaddress
 from collections.abc import Sequence
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
-from django.core.checks import Error, Warning, register
+from django.core.checks import Error, Tags, Warning, register
+from django.urls import NoReverseMatch, Resolver404, get_resolver, resolve, reverse
+from django.utils.module_loading import import_string
 
 from . import conf
 
-__all__ = ["check_settings"]
+__all__ = ["check_deployment", "check_settings", "check_urls", "check_wiring"]
+
+TWO_FACTOR_MIDDLEWARE = "ephemeral_auth.middleware.TwoFactorMiddleware"
+AUTHENTICATION_MIDDLEWARE = "django.contrib.auth.middleware.AuthenticationMiddleware"
+GUARD_BACKEND = "ephemeral_auth.backends.GuardBackend"
+# Set by ephemeral_auth.admin.secure_admin_login on the login view it gives an AdminSite.
+ADMIN_LOGIN_SECURED_ATTRIBUTE = "ephemeral_auth_secured"
 
 
 def _positive_int(value: Any) -> bool:
@@ -90,11 +105,14 @@ def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
     return errors
 
 
+def _oidc_configured() -> bool:
+    """Return whether any OIDC provider is configured (ours, or mozilla-django-oidc's settings)."""
+    return bool(conf.get("OIDC_PROVIDERS") or getattr(settings, "OIDC_RP_CLIENT_ID", None))
+
+
 def _check_oidc_backend() -> list[Any]:
     """W003: providers are configured but no OIDCBackend can authenticate their users."""
-    from django.utils.module_loading import import_string
-
-    if not (conf.get("OIDC_PROVIDERS") or getattr(settings, "OIDC_RP_CLIENT_ID", None)):
+    if not _oidc_configured():
         return []
     from .oidc.backend import OIDCBackend
 
@@ -109,3 +127,227 @@ def _check_oidc_backend() -> list[Any]:
         "OIDC providers are configured but no ephemeral_auth.oidc.backend.OIDCBackend (or subclass) "
         "is in AUTHENTICATION_BACKENDS: every sign-in would fail with provider_misconfigured.",
         id="ephemeral_auth.W003")]
+
+
+# MIDDLEWARE and AUTHENTICATION_BACKENDS (E014-E017).
+
+
+def _first_subclass(paths: Any, base: type) -> int | None:
+    """Return the index of the first dotted path in ``paths`` naming ``base`` or a subclass, else None."""
+    for index, path in enumerate(paths or ()):
+        try:
+            candidate = import_string(path)
+        except Exception:  # noqa: S112 - Django reports an entry that does not import
+            continue
+        if isinstance(candidate, type) and issubclass(candidate, base):
+            return index
+    return None
+
+
+@register("ephemeral_auth")
+def check_wiring(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[Any]:
+    """E014-E017: the middleware and the backend that make the second factor and the rate limits hold."""
+    return [*_check_middleware(), *_check_guard_backend()]
+
+
+def _check_middleware() -> list[Any]:
+    from django.contrib.auth.middleware import AuthenticationMiddleware
+
+    from .middleware import TwoFactorMiddleware
+
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    two_factor = _first_subclass(middleware, TwoFactorMiddleware)
+    if two_factor is None:
+        return [Error(
+            f"{TWO_FACTOR_MIDDLEWARE} is not in MIDDLEWARE: a session that skipped the second factor "
+            "counts as signed in, so a user with TOTP reaches /admin/ (or any login_required page) "
+            "with the password alone.",
+            hint=f'Add "{TWO_FACTOR_MIDDLEWARE}" to MIDDLEWARE, on the line right after '
+                 f'"{AUTHENTICATION_MIDDLEWARE}".',
+            id="ephemeral_auth.E014")]
+    authentication = _first_subclass(middleware, AuthenticationMiddleware)
+    if authentication is None:
+        return [Error(
+            f"{TWO_FACTOR_MIDDLEWARE} is in MIDDLEWARE but {AUTHENTICATION_MIDDLEWARE} is not: "
+            "nothing sets request.user for it to hide, so the second factor is not enforced.",
+            hint=f'Add "{AUTHENTICATION_MIDDLEWARE}" to MIDDLEWARE, on the line right before '
+                 f'"{middleware[two_factor]}".',
+            id="ephemeral_auth.E015")]
+    if authentication > two_factor:
+        return [Error(
+            f"{middleware[two_factor]!r} comes before {middleware[authentication]!r} in MIDDLEWARE: "
+            "AuthenticationMiddleware then sets request.user again after the two-factor middleware hid "
+            "it, so a session that skipped the second factor counts as signed in.",
+            hint=f'Move "{middleware[two_factor]}" below "{middleware[authentication]}" in MIDDLEWARE.',
+            id="ephemeral_auth.E015")]
+    return []
+
+
+def _check_guard_backend() -> list[Any]:
+    from .backends import GuardBackend
+
+    backends = list(getattr(settings, "AUTHENTICATION_BACKENDS", None) or [])
+    guard = _first_subclass(backends, GuardBackend)
+    if guard is None:
+        return [Error(
+            f"{GUARD_BACKEND} is not in AUTHENTICATION_BACKENDS: passwords checked through authenticate() "
+            "outside ephemeral_auth's own login (Django's admin login, LoginView, DRF, your forms) are not "
+            "counted in its rate limits.",
+            hint=f'Add "{GUARD_BACKEND}" as the first entry of AUTHENTICATION_BACKENDS.',
+            id="ephemeral_auth.E016")]
+    if guard > 0:
+        before = ", ".join(repr(path) for path in backends[:guard])
+        return [Error(
+            f"{backends[guard]!r} is in AUTHENTICATION_BACKENDS but not first: {before} check passwords "
+            "before it, unguarded (e.g. the admin login), and a password one of them accepts never reaches it.",
+            hint=f'Move "{backends[guard]}" to the top of AUTHENTICATION_BACKENDS: it runs the backends '
+                 "listed after it itself.",
+            id="ephemeral_auth.E017")]
+    return []
+
+
+# The URLconf (W004, E018-E020).
+
+
+def _reverses(viewname: Any, args: Sequence[Any] = ()) -> bool:
+    try:
+        reverse(viewname, args=args)
+    except NoReverseMatch:
+        return False
+    return True
+
+
+@register(Tags.urls, "ephemeral_auth")
+def check_urls(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[Any]:
+    """W004, E018-E020: the admin's login, and the pages and endpoints the app's links point to."""
+    if not getattr(settings, "ROOT_URLCONF", None):
+        return []
+    try:
+        get_resolver().url_patterns  # noqa: B018 - imports the URLconf
+    except Exception:
+        return []  # Django's own urls checks report a URLconf that does not load
+    return [*_check_admin_login(), *_check_password_reset_page(), *_check_oidc_urls()]
+
+
+def _check_admin_login() -> list[Any]:
+    """W004: an AdminSite is mounted and its login page is Django's own, not the 2FA-aware one."""
+    if not apps.is_installed("django.contrib.admin"):
+        return []
+    from django.contrib import admin
+    from django.contrib.admin.sites import AdminSite, all_sites
+
+    messages: list[Any] = []
+    for site in sorted(all_sites, key=lambda candidate: candidate.name):
+        try:
+            url = reverse(f"{site.name}:login")
+            match = resolve(url)
+        except (NoReverseMatch, Resolver404):
+            continue  # not mounted
+        owner = getattr(match.func, "__self__", None)
+        # != rather than "is not": a login bound to the admin.site LazyObject is admin.site's.
+        if match.namespaces[-1:] != [site.name] or (isinstance(owner, AdminSite) and owner != site):
+            # Another instance answers this name: the "admin" application namespace falls
+            # back to any mounted admin, and unmounted namesakes may exist.
+            continue
+        if getattr(match.func, ADMIN_LOGIN_SECURED_ATTRIBUTE, False):
+            continue
+        # admin.site is a LazyObject: its == compares the wrapped instance.
+        site_expression = "admin.site" if admin.site == site else f"<your AdminSite named {site.name!r}>"
+        if getattr(site.login, ADMIN_LOGIN_SECURED_ATTRIBUTE, False):
+            messages.append(Warning(
+                f"The admin site {site.name!r} was given the 2FA-aware login after its URLs were built: "
+                f"{url} still serves Django's own login, which checks the password alone.",
+                hint=f"In urls.py, call secure_admin_login({site_expression}) above urlpatterns, before "
+                     f"path(..., {site_expression}.urls) reads the site's URLs.",
+                id="ephemeral_auth.W004"))
+        else:
+            messages.append(Warning(
+                f"The admin site {site.name!r} is mounted ({url}) with Django's own login, not "
+                "ephemeral_auth's 2FA-aware one: it checks the password outside ephemeral_auth's login step, "
+                "and a user with two-factor authentication gets no second-factor page there.",
+                hint="In urls.py, before the admin is mounted: from ephemeral_auth.admin import "
+                     f"secure_admin_login; secure_admin_login({site_expression}) — then "
+                     f"path(\"admin/\", {site_expression}.urls).",
+                id="ephemeral_auth.W004"))
+    return messages
+
+
+def _check_password_reset_page() -> list[Any]:
+    """E018: the API sends reset links to a confirm page that is not mounted."""
+    if conf.get("PASSWORD_RESET_URL"):
+        return []
+    if not _reverses("ephemeral_auth_api:password_reset") or _reverses("ephemeral_auth:password_reset_confirm"):
+        return []
+    return [Error(
+        "The JSON API (ephemeral_auth.api_urls) is mounted but the HTML page its password-reset links point "
+        "to (ephemeral_auth:password_reset_confirm) is not, and EPHEMERAL_AUTH_PASSWORD_RESET_URL is empty: "
+        "every password-reset request would answer 500.",
+        hint='In urls.py add path("accounts/", include("ephemeral_auth.urls")), or set '
+             "EPHEMERAL_AUTH_PASSWORD_RESET_URL to the page of yours that takes the token "
+             '(e.g. "https://app.example.com/reset-password").',
+        id="ephemeral_auth.E018")]
+
+
+def _check_oidc_urls() -> list[Any]:
+    """E019: the HTML pages are mounted without the API's OIDC endpoints. E020: the callback does not resolve."""
+    if not _oidc_configured():
+        return []
+    api_mounted = _reverses("ephemeral_auth_api:oidc_authorize", args=["provider"]) and _reverses(
+        "ephemeral_auth_api:oidc_callback")
+    if _reverses("ephemeral_auth:login") and not api_mounted:
+        return [Error(
+            "OIDC providers are configured and the HTML pages (ephemeral_auth.urls) are mounted, but the JSON "
+            "API's OIDC endpoints (ephemeral_auth_api:oidc_authorize, ephemeral_auth_api:oidc_callback) are "
+            "not: the login page shows no OIDC buttons and no sign-in can complete.",
+            hint='In urls.py add path("api/auth/", include("ephemeral_auth.api_urls")).',
+            id="ephemeral_auth.E019")]
+    callback = conf.get("OIDC_CALLBACK_URL")
+    if not _reverses(callback):
+        return [Error(
+            f"EPHEMERAL_AUTH_OIDC_CALLBACK_URL {callback!r} is not a URL name of this project: every OIDC "
+            "sign-in would fail with provider_misconfigured (no redirect_uri can be built).",
+            hint='Mount the JSON API (path("api/auth/", include("ephemeral_auth.api_urls"))) and leave '
+                 'EPHEMERAL_AUTH_OIDC_CALLBACK_URL at its default "ephemeral_auth_api:oidc_callback", or set '
+                 "it to the URL name (not a path) of your own callback view.",
+            id="ephemeral_auth.E020")]
+    return []
+
+
+# Deployment (W005-W007): manage.py check --deploy.
+
+
+@register(Tags.security, "ephemeral_auth", deploy=True)
+def check_deployment(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[Any]:
+    """W005-W007: settings that weaken the app's cookies and reset links in production."""
+    messages: list[Any] = []
+    if conf.get("TRUSTED_PROXIES") and not getattr(settings, "SECURE_PROXY_SSL_HEADER", None):
+        messages.append(Warning(
+            "EPHEMERAL_AUTH_TRUSTED_PROXIES is set but SECURE_PROXY_SSL_HEADER is not: behind a TLS-terminating "
+            "proxy request.is_secure() is False, so the challenge, pending-login, OIDC, password-reset and "
+            "device cookies are neither Secure nor __Host- prefixed, and password-reset links are built as "
+            "http://.",
+            hint='Set SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") (the header your proxy sets; '
+                 "it must overwrite any value the client sends).",
+            id="ephemeral_auth.W005"))
+    if not getattr(settings, "SESSION_COOKIE_SECURE", False):
+        messages.append(Warning(
+            "SESSION_COOKIE_SECURE is False: the session cookie, which carries the two-factor-verified mark, "
+            "is also sent over plain HTTP, where it can be read and replayed without either factor.",
+            hint="Set SESSION_COOKIE_SECURE = True (and serve the site over HTTPS only).",
+            id="ephemeral_auth.W006"))
+    if not getattr(settings, "CSRF_USE_SESSIONS", False) and not getattr(settings, "CSRF_COOKIE_SECURE", False):
+        messages.append(Warning(
+            "CSRF_COOKIE_SECURE is False: the CSRF cookie is also sent over plain HTTP, where it can be read "
+            "and used to forge the login, two-factor and password forms.",
+            hint="Set CSRF_COOKIE_SECURE = True (and serve the site over HTTPS only).",
+            id="ephemeral_auth.W006"))
+    if "*" in (getattr(settings, "ALLOWED_HOSTS", None) or []) and not conf.get("PASSWORD_RESET_URL"):
+        messages.append(Warning(
+            'ALLOWED_HOSTS contains "*" and EPHEMERAL_AUTH_PASSWORD_RESET_URL is empty: password-reset links '
+            "are built from the request's Host header, so a request with a forged Host sends the victim a "
+            "link (and its token) to the attacker's host.",
+            hint='List your hosts in ALLOWED_HOSTS instead of "*" (e.g. ["www.example.com"]), or set '
+                 "EPHEMERAL_AUTH_PASSWORD_RESET_URL to your public confirm page "
+                 '(e.g. "https://www.example.com/accounts/password-reset/confirm/").',
+            id="ephemeral_auth.W007"))
+    return messages

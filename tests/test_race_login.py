@@ -24,7 +24,7 @@ from django.test import RequestFactory, override_settings
 
 from ephemeral_auth.exceptions import InvalidCredentials, RateLimited
 from ephemeral_auth.models import EventType, RateLimitEvent
-from ephemeral_auth.services import login, ratelimit
+from ephemeral_auth.services import lockout, login, ratelimit
 from tests.factories import PASSWORD, UserFactory
 from tests.race import run_racers
 
@@ -118,10 +118,11 @@ def test_bursts_check_at_most_the_limit_per_account_and_per_ip():
     3-4 come from one IP each with 16 usernames, half of them unknown (budget
     5 per IP).
     """
-    limits = {"login_attempt": (LIMIT, 900), "login_ip": (LIMIT, 900)}
+    limits = {"login_attempt": (LIMIT, 900), "login_ip": (LIMIT, 900), "login_user_ip": (LIMIT, 900)}
     victims = [UserFactory() for _ in range(3)]
+    keys = [ratelimit.account_key(victim.pk) for victim in victims]
     for _ in range(LIMIT - 1):
-        ratelimit.attempt(EventType.LOGIN_ATTEMPT, victims[2].username)
+        ratelimit.attempt(EventType.LOGIN_ATTEMPT, keys[2])
     prefilled = [0, 0, LIMIT - 1]
     victim_ips = [[f"10.{t}.0.{r + 1}" for r in range(RACERS)] for t in range(3)]
     # Half the usernames exist (a real hash check), half do not (ModelBackend's dummy hash).
@@ -148,16 +149,19 @@ def test_bursts_check_at_most_the_limit_per_account_and_per_ip():
         assert checks == hashes == failures + successes, (t, statuses)
         assert successes == (1 if t == 1 and statuses[0] == 200 else 0)
         # One row per checked wrong password, none for a refusal or for the success.
-        assert rows(EventType.LOGIN_ATTEMPT, [victim.username]) == prefilled[t] + failures
+        assert rows(EventType.LOGIN_ATTEMPT, [keys[t]]) == prefilled[t] + failures
         assert rows(EventType.LOGIN_IP, victim_ips[t]) == failures
+        assert rows(EventType.LOGIN_USER_IP, [lockout.pair_key(keys[t], ip) for ip in victim_ips[t]]) == failures
         # Refusals under contention may leave budget unused; it is still there.
         assert failures + fail_until_refused(victim.username, f"10.9.9.{t}", limits) == budget
-        assert rows(EventType.LOGIN_ATTEMPT, [victim.username]) == LIMIT
+        assert rows(EventType.LOGIN_ATTEMPT, [keys[t]]) == LIMIT
 
     for t, ip in enumerate(spray_ips):
         statuses, checks, hashes = trial(results, 3 + t)
         failures = statuses.count(401)
         assert checks == hashes == failures <= LIMIT, (ip, statuses)
         assert rows(EventType.LOGIN_IP, [ip]) == failures
-        assert rows(EventType.LOGIN_ATTEMPT, [ratelimit.subject_key(n) for n in sprayed[t]]) == failures
+        subjects = [(lockout.resolve(n) or lockout.name_key(n)) for n in sprayed[t]]
+        keys_t = [s if isinstance(s, str) else s.key for s in subjects]
+        assert rows(EventType.LOGIN_ATTEMPT, keys_t) == failures
         assert failures + fail_until_refused(f"top-up-{t}", ip, limits) == LIMIT

@@ -37,11 +37,17 @@ Flows, each run several times with its own users:
    one and a replayed link do not, and a session opened before ends;
 8. one-time download link: issue, HEAD (not consumed), redeem, redeem again refused;
 9. lockout: wrong passwords, each answered by another worker than the one
-   before, reach the account's limit exactly: the N+1th is ``429 rate_limited``.
+   before, reach the account's limit exactly: the N+1th is ``429 rate_limited``;
+10. admin brute force: the admin's login form (``/admin/login/``, through
+    ``ephemeral_auth.admin.secure_admin_login``) with its CSRF token, wrong
+    passwords of a staff user from one address, each on another worker:
+    ``400`` up to the (account, address) limit, then ``429`` with
+    ``Retry-After``, the right password too, and ``/admin/`` stays closed;
+    another staff user from the same address still gets in.
 
 Every client sends its own ``X-Forwarded-For`` (``TRUSTED_PROXIES=127.0.0.1``),
-so each flow has its own per-IP rate-limit bucket and only the lockout flow
-fills one.
+so each flow has its own per-IP rate-limit bucket and only the lockout flows
+fill one.
 
 Run: ``bash .ci/e2e-setup.sh && pytest -m e2e tests/e2e/test_multiworker.py -s``.
 MariaDB comes from ``EA_E2E_MARIADB_URL`` or ``CI_MARIADB_URL`` (default
@@ -78,6 +84,7 @@ from tests.e2e.servers import (
     fresh_mariadb_database,
     fresh_postgres_database,
     manage_shell,
+    parse_forms,
     provider_login,
 )
 
@@ -97,7 +104,10 @@ BACKENDS: dict[str, Callable[[str], str]] = {
 FLOW_IPS = {
     flow: f"198.51.100.{n}"
     for n, flow in enumerate(
-        ["password", "totp", "email", "recovery", "enrol", "oidc-session", "oidc-spa", "reset", "download", "lockout"],
+        [
+            "password", "totp", "email", "recovery", "enrol", "oidc-session", "oidc-spa", "reset", "download",
+            "lockout", "admin-lockout",
+        ],
         start=1,
     )
 }
@@ -112,6 +122,7 @@ USERS = {
     "reset": [f"mw-reset-{n}" for n in range(RUNS)],
     "files": [f"mw-files-{n}" for n in range(RUNS)],
     "lockout": ["mw-lockout", "mw-lockout-neighbour"],
+    "staff": ["mw-admin", "mw-admin-neighbour"],  # staff users, for the admin's login
 }
 
 SETUP_USERS = """
@@ -129,10 +140,18 @@ users = json.loads(os.environ["MW_USERS"])
 hashed = make_password(os.environ["MW_PASSWORD"])
 # Enrolled five minutes ago, so the current TOTP code is not the (spent) enrolment code.
 earlier = clock.now() - timedelta(minutes=5)
-out = {"totp": {}, "recovery": {}, "login_attempt_limit": conf.rate_limit("login_attempt").limit}
+out = {
+    "totp": {}, "recovery": {}, "login_attempt_limit": conf.rate_limit("login_attempt").limit,
+    "limits": {
+        name: [conf.rate_limit(name).limit, conf.rate_limit(name).window.total_seconds()]
+        for name in ("login_user_ip", "login_ip", "login_attempt")
+    },
+}
 for kind, names in users.items():
     for name in names:
-        user = get_user_model().objects.create(username=name, email=name + "@example.com", password=hashed)
+        user = get_user_model().objects.create(
+            username=name, email=name + "@example.com", password=hashed, is_staff=kind == "staff"
+        )
         if kind in ("totp", "recovery"):
             setup = totp.setup(user, proof=Proof.trusted_caller(), now=earlier)
             trusted = Proof.trusted_caller()
@@ -210,6 +229,8 @@ class Site:
         self.totp_secrets: dict[str, str] = setup["totp"]
         self.recovery_codes: dict[str, list[str]] = setup["recovery"]
         self.login_attempt_limit = int(setup["login_attempt_limit"])
+        # event type -> (limit, window in seconds) of the password buckets, as the server reads them.
+        self.limits: dict[str, tuple[int, float]] = {k: (int(v[0]), float(v[1])) for k, v in setup["limits"].items()}
         self.workers = server.pids()[1:]
         self.steps: list[Step] = []
         self.last_step: dict[tuple[str, int], Step] = {}
@@ -324,8 +345,10 @@ class Client:
         self.ip = FLOW_IPS[flow]
 
     def send(
-        self, name: str, method: str, url: str, *, body: dict[str, str] | None = None, accept_json: bool = False
+        self, name: str, method: str, url: str, *, body: dict[str, str] | None = None, accept_json: bool = False,
+        form: dict[str, str] | None = None,
     ) -> requests.Response:
+        """Send one marked step: ``body`` as JSON (the API), or ``form`` url-encoded (an HTML form, its own token)."""
         previous = self.site.last_step.get((self.flow, self.run))
         step = self.site.mark(self.flow, self.run, name, method)
         self.site.last_step[(self.flow, self.run)] = step
@@ -334,13 +357,15 @@ class Client:
         headers = {STEP_HEADER: step.marker, "X-Forwarded-For": self.ip}
         if accept_json:
             headers["Accept"] = "application/json"
-        if method == "POST":
+        if method == "POST" and form is None:
             # What a SPA does: send the CSRF cookie's current value (login rotates it).
             headers.update({"X-CSRFToken": self.http.cookies.get("csrftoken") or "", "Referer": self.site.base_url})
         # The worker that answered the flow's previous step is kept busy: this step goes to another one.
         held = self.site.hold(self.site.pid_of(previous)) if previous is not None else None
         try:
-            response = self.http.request(method, url, json=body, headers=headers, allow_redirects=False, timeout=20)
+            response = self.http.request(
+                method, url, json=body, data=form, headers=headers, allow_redirects=False, timeout=20
+            )
         finally:
             if held is not None:
                 held.close()
@@ -652,7 +677,9 @@ def test_one_time_download_link(site: Site) -> None:
 
 def test_lockout_across_workers(site: Site) -> None:
     username, neighbour = USERS["lockout"]
-    limit = site.login_attempt_limit
+    # One address guessing one account meets the primary lock (account, address) first.
+    limit = site.limits["login_user_ip"][0]
+    assert limit < site.limits["login_ip"][0] and limit < site.limits["login_attempt"][0]
     client = Client(site, "lockout", 0)
     client.csrf()
     for n in range(1, limit + 1):
@@ -662,7 +689,7 @@ def test_lockout_across_workers(site: Site) -> None:
         refused(response, 429, "rate_limited")
         assert int(response.headers["Retry-After"]) > 0 and response.json()["retry_after"] > 0
     refused(client.login(username, name="right password (locked)"), 429, "rate_limited")
-    # The account's bucket is full, not the address's: another account from the same address is checked.
+    # This account from this address is locked, not the address: another account from it is checked.
     refused(client.login(neighbour, "wrong-neighbour", name="neighbour wrong"), 401, "invalid_credentials")
     authenticated(client.login(neighbour, name="neighbour right"), neighbour, two_factor=False)
     steps = site.resolve("lockout")
@@ -673,6 +700,96 @@ def test_lockout_across_workers(site: Site) -> None:
         f"429 from {sorted({s.pid for s in failures[limit:]})}"
     )
     site.check_flow("lockout")
+
+
+# 10. The admin's login (secure_admin_login): a brute force stopped at the limit, across workers.
+
+
+class AdminBrowser:
+    """A browser on the admin's HTML login form: it posts the form's own fields (CSRF token, ``next``)."""
+
+    def __init__(self, site: Site, run: int) -> None:
+        self.client = Client(site, "admin-lockout", run)
+        self.fields: dict[str, str] = {}
+
+    def login_page(self, name: str = "login page") -> requests.Response:
+        response = self.client.get(name, "/admin/login/?next=/admin/")
+        assert response.status_code == 200, response.text[:300]
+        self.read_form(response)
+        return response
+
+    def read_form(self, response: requests.Response) -> None:
+        """Keep the fields of the page's login form (a fresh masked CSRF token on every render)."""
+        forms = [f for f in parse_forms(response.text).forms if "csrfmiddlewaretoken" in f["fields"]]
+        assert len(forms) == 1, f"{len(forms)} login forms on the page"
+        assert forms[0]["method"].lower() == "post" and set(forms[0]["fields"]) >= {"username", "password", "next"}
+        self.fields = dict(forms[0]["fields"])
+
+    def submit(self, name: str, username: str, password: str) -> requests.Response:
+        assert self.fields, "no login form read yet"
+        form = {**self.fields, "username": username, "password": password}
+        response = self.client.send(name, "POST", "/admin/login/?next=/admin/", form=form)
+        if response.status_code in (400, 429):
+            assert 'class="errornote"' in response.text, response.text[:500]  # the admin's own error note
+            self.read_form(response)  # the page answers with the form again
+        return response
+
+    def admin_index(self, name: str) -> requests.Response:
+        return self.client.get(name, "/admin/")
+
+
+def test_admin_brute_force_stopped_at_the_limit(site: Site) -> None:
+    """Wrong passwords on /admin/login/ from one address: 400 up to the limit, then 429; a neighbour still in."""
+    username, neighbour = USERS["staff"]
+    limit, window = site.limits["login_user_ip"]  # the primary lock: this account from this address
+    ip_limit, _ = site.limits["login_ip"]
+    refused_after = 3  # wrong passwords sent past the limit
+    # Every attempt of this flow comes from one address: the limit's failures and the neighbour's one
+    # wrong password fill the address's own bucket (refused attempts count nowhere) only part way.
+    assert limit + 1 < ip_limit, (limit, ip_limit)
+    assert limit < site.limits["login_attempt"][0]
+
+    attacker = AdminBrowser(site, 0)
+    closed = attacker.admin_index("admin (anonymous)")
+    assert closed.status_code == 302 and urlsplit(closed.headers["Location"]).path == "/admin/login/"
+    attacker.login_page()
+    assert attacker.fields["next"] == "/admin/"
+    for n in range(1, limit + 1):
+        response = attacker.submit(f"wrong {n}", username, f"wrong-{n}")
+        assert response.status_code == 400, (n, response.status_code, response.text[:300])
+        assert "Retry-After" not in response.headers
+    for n in range(limit + 1, limit + 1 + refused_after):
+        response = attacker.submit(f"wrong {n}", username, f"wrong-{n}")
+        assert response.status_code == 429, (n, response.status_code, response.text[:300])
+        assert 0 < int(response.headers["Retry-After"]) <= window
+    # The right password is not even checked while the bucket is full: no session, no admin.
+    right = attacker.submit("right password (locked)", username, USER_PASSWORD)
+    assert right.status_code == 429 and 0 < int(right.headers["Retry-After"]) <= window, right.status_code
+    assert "Location" not in right.headers and "sessionid" not in attacker.client.http.cookies
+    still_closed = attacker.admin_index("admin (after the right password)")
+    assert still_closed.status_code == 302, still_closed.status_code
+    assert urlsplit(still_closed.headers["Location"]).path == "/admin/login/"
+
+    # The lock is per (account, address): another staff user from the same address is checked and gets in.
+    colleague = AdminBrowser(site, 1)
+    assert colleague.client.ip == attacker.client.ip
+    colleague.login_page()
+    wrong = colleague.submit("neighbour wrong", neighbour, "wrong-neighbour")
+    assert wrong.status_code == 400, (wrong.status_code, wrong.text[:300])
+    done = colleague.submit("neighbour right", neighbour, USER_PASSWORD)
+    assert done.status_code == 302 and done.headers["Location"] == "/admin/", (done.status_code, done.text[:300])
+    index = colleague.admin_index("admin (neighbour)")
+    assert index.status_code == 200 and "Site administration" in index.text, index.status_code
+
+    steps = site.resolve("admin-lockout")
+    attempts = [s for s in steps if s.run == 0 and s.method == "POST"]
+    lines = [
+        f"\n[{site.backend}] admin brute force from {attacker.client.ip}: {len(attempts)} POSTs to /admin/login/ "
+        f"(limit {limit}) answered by {len({s.pid for s in attempts})} workers"
+    ]
+    lines += [f"  {s.name:<34} {s.status}  worker {s.pid}" for s in steps]
+    print("\n".join(lines))
+    site.check_flow("admin-lockout")  # consecutive steps of each browser: each on another worker
 
 
 # The table, and what holds across the module.

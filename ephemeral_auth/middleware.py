@@ -99,18 +99,24 @@ class TwoFactorMiddleware:
             # Marked under a configuration the user no longer has: another session changed it.
             logger.info("session ended: the user's two-factor configuration changed")
             logout(request)
+            self._hide(request)
             return
         enabled, verified = state
         request.two_factor_enabled = enabled  # type: ignore[attr-defined]
         request.two_factor_verified = verified  # type: ignore[attr-defined]
         if enabled and not verified:
-            anonymous = AnonymousUser()
-            request.user = anonymous
+            self._hide(request)
 
-            async def auser() -> AnonymousUser:
-                return anonymous
+    @staticmethod
+    def _hide(request: HttpRequest) -> None:
+        """Make the request anonymous for every view and decorator (sync and async)."""
+        anonymous = AnonymousUser()
+        request.user = anonymous
 
-            request.auser = auser  # type: ignore[attr-defined]
+        async def auser() -> AnonymousUser:
+            return anonymous
+
+        request.auser = auser  # type: ignore[attr-defined]
 
     def _state(self, request: HttpRequest, user_id: str) -> tuple[bool, bool] | None:
         """Return (2FA enabled, session verified) for the session's user, re-reading when stale.

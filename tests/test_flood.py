@@ -104,7 +104,8 @@ def test_blocked_logins_over_http_add_no_rows(user, settings):
     statuses = [login(n).status_code for n in range(limit)]
     assert statuses == [401] * limit
     full = RateLimitEvent.objects.count()
-    assert full == 2 * limit  # the account's bucket and one row in each IP's bucket
+    # The account's ceiling, and one row in each IP's bucket and in each (account, IP) pair's.
+    assert full == 3 * limit
 
     blocked = [login(limit + n) for n in range(1000)]
     assert {r.status_code for r in blocked} == {429}

@@ -8,6 +8,7 @@
 #   make e2e             end-to-end suite (real servers, headless Chromium) on PostgreSQL
 #   make lint            ruff check . and mypy ephemeral_auth
 #   make bench           foundation benchmarks (bench/run.py; ARGS=--quick for a smoke run)
+#   make bench-lock      the lock model: who can lock whom out, statements per login step (bench/lock_model.py)
 #   make bench-all       every benchmark of docs/benchmarks.md, one after the other (about 45 minutes)
 #   make ci              everything CI runs (.ci/run)
 #
@@ -19,7 +20,7 @@ POSTGRES_URL ?= postgres://ephemeral:ephemeral@127.0.0.1:5432/ephemeral_auth
 MARIADB_URL ?= mysql://root:@127.0.0.1:3306/ephemeral_auth
 ARGS ?=
 
-.PHONY: demo test test-postgres test-mariadb e2e lint bench bench-peers bench-all ci setup services
+.PHONY: demo test test-postgres test-mariadb e2e lint bench bench-lock bench-peers bench-all ci setup services
 
 demo:
 	$(PYTHON) dev.py demo
@@ -51,6 +52,9 @@ lint: setup
 bench: setup
 	$(VENV_PYTHON) bench/run.py $(ARGS)
 
+bench-lock: setup services
+	$(VENV_PYTHON) bench/lock_model.py $(ARGS)
+
 # The peers measured against (django-allauth, django-two-factor-auth, django-axes; mozilla-django-oidc is a
 # dependency already), redis and matplotlib: pip install -e '.[bench]'. Redis must answer on 127.0.0.1:6379.
 bench-peers: setup services
@@ -65,6 +69,7 @@ bench-all: bench-peers
 	$(VENV_PYTHON) bench/table_size.py
 	$(VENV_PYTHON) bench/purge_concurrent.py
 	$(VENV_PYTHON) bench/sizing.py
+	$(VENV_PYTHON) bench/lock_model.py
 
 ci:
 	bash .ci/run

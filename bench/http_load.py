@@ -457,6 +457,7 @@ def run_backend(backend: str, url: str, args: argparse.Namespace) -> dict[str, A
     from bench.env import setup_django
 
     setup_django(url)
+    from django.contrib.auth import get_user_model
     from django.contrib.auth.hashers import make_password
     from django.db import connection, connections
 
@@ -482,8 +483,9 @@ def run_backend(backend: str, url: str, args: argparse.Namespace) -> dict[str, A
     hot = make_users("hot", 1, encoded)[0]
     totp_users = make_totp_users(counts["2fa login"] + warm, encoded)
     limit = conf.rate_limit(EventType.LOGIN_ATTEMPT).limit
-    for _ in range(limit):  # the hot account at its limit: every password step for it is refused
-        ratelimit.attempt(EventType.LOGIN_ATTEMPT, ratelimit.subject_key(hot))
+    hot_pk = get_user_model()._default_manager.get(username=hot).pk
+    for _ in range(limit):  # the hot account at its ceiling: every password step for it is refused
+        ratelimit.attempt(EventType.LOGIN_ATTEMPT, ratelimit.account_key(hot_pk))
     setup_seconds = time.perf_counter() - started
     hashing = _hash_seconds()
     connections.close_all()  # the load generators are forked from this process
@@ -538,7 +540,7 @@ def run_backend(backend: str, url: str, args: argparse.Namespace) -> dict[str, A
                 "download_tokens_left": count_tokens(TokenType.SLICER_DOWNLOAD),
                 "pre_auth_tokens_left": count_tokens(TokenType.PRE_AUTH),
                 "hot_key_rows": RateLimitEvent.objects.filter(
-                    event_type=EventType.LOGIN_ATTEMPT, key=ratelimit.subject_key(hot)).count(),
+                    event_type=EventType.LOGIN_ATTEMPT, key=ratelimit.account_key(hot_pk)).count(),
                 "hot_key_limit": limit,
             }
             connections.close_all()

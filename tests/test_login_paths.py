@@ -318,7 +318,9 @@ def test_the_two_factor_budget_is_not_reset_by_other_saves(user, hashes, clock):
     client = login_verified(Client(), user)
     checked = 0
     for n in range(20):
-        UserTwoFactor.objects.filter(pk=user.pk).update(updated_at=clock.now)  # any save
+        clock.advance(1)
+        # Any save in between (starting TOTP setup was one): the row's updated_at moves on.
+        UserTwoFactor.objects.filter(pk=user.pk).update(updated_at=clock.now - timedelta(milliseconds=500))
         hashes.clear()
         response = post_json(client, "/api/auth/2fa/email/disable/", {"password": f"guess {n}"})
         checked += "verify" in hashes

@@ -20,8 +20,8 @@ app's own login), then runs the backends after it itself, once:
 * one accepts → exactly this attempt's rows are withdrawn and its user is
   returned.
 
-So Django's admin login, ``LoginView``, DRF's session or basic
-authentication and a site's own forms count in the same buckets as
+So Django's admin login, ``LoginView``, DRF's basic authentication and
+browsable-API login, and a site's own forms count in the same buckets as
 ``api/auth/login/``. Credentials without a password (the OIDC backend's)
 pass through untouched. The backend that really accepted the user is what
 the session remembers (``receivers.remember_login``); permissions are

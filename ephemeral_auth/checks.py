@@ -85,6 +85,14 @@ def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
                  "RECOVERY_CODE_COUNT", "PURGE_BATCH_SIZE"):
         if not _positive_int(conf.get(name)):
             errors.append(Error(f"EPHEMERAL_AUTH_{name} must be a positive int.", id="ephemeral_auth.E010"))
+    for name in ("DEVICE_COOKIE_AGE", "REAUTHENTICATION_WINDOW"):
+        value = conf.get(name)
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+            errors.append(Error(
+                f"EPHEMERAL_AUTH_{name} must be an int of seconds, 0 or more.",
+                hint="0 turns the device cookie off (DEVICE_COOKIE_AGE), or asks for the password for "
+                     "every 2FA change while 2FA is off (REAUTHENTICATION_WINDOW).",
+                id="ephemeral_auth.E021"))
     tolerance = conf.get("TOTP_TOLERANCE")
     if not (isinstance(tolerance, int) and 0 <= tolerance <= 10):
         errors.append(Error("EPHEMERAL_AUTH_TOTP_TOLERANCE must be an int from 0 to 10.", id="ephemeral_auth.E011"))
@@ -226,7 +234,7 @@ def check_urls(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[
         get_resolver().url_patterns  # noqa: B018 - imports the URLconf
     except Exception:
         return []  # Django's own urls checks report a URLconf that does not load
-    return [*_check_admin_login(), *_check_password_reset_page(), *_check_oidc_urls()]
+    return [*_check_admin_login(), *_check_secured_admin_pages(), *_check_password_reset_page(), *_check_oidc_urls()]
 
 
 def _check_admin_login() -> list[Any]:
@@ -270,6 +278,25 @@ def _check_admin_login() -> list[Any]:
                      f"path(\"admin/\", {site_expression}.urls).",
                 id="ephemeral_auth.W004"))
     return messages
+
+
+def _check_secured_admin_pages() -> list[Any]:
+    """E022: an admin login was secured, but the second-factor page it sends 2FA users to is not mounted."""
+    if not apps.is_installed("django.contrib.admin"):
+        return []
+    from django.contrib.admin.sites import all_sites
+
+    secured = [
+        site for site in all_sites
+        if getattr(site.login, ADMIN_LOGIN_SECURED_ATTRIBUTE, False) and _reverses(f"{site.name}:login")
+    ]
+    if not secured or _reverses("ephemeral_auth:two_factor_verify"):
+        return []
+    return [Error(
+        "secure_admin_login() sends staff users with two-factor authentication to the second-factor page "
+        "(ephemeral_auth:two_factor_verify), which is not mounted: their admin login would fail.",
+        hint='In urls.py add path("accounts/", include("ephemeral_auth.urls")).',
+        id="ephemeral_auth.E022")]
 
 
 def _check_password_reset_page() -> list[Any]:

@@ -537,3 +537,22 @@ def test_manage_py_check_deploy_reports_the_warnings(deployed):
         call_command("check", "--deploy", "--fail-level", "WARNING", "--tag", "ephemeral_auth")
     assert "ephemeral_auth.W005" in str(excinfo.value)
     assert "ephemeral_auth.W007" in str(excinfo.value)
+
+
+def test_a_secured_admin_without_the_second_factor_page_is_an_error(wired):
+    wired.ROOT_URLCONF = urlconfs_checks.SECURED_ADMIN_WITHOUT_PAGES
+    wired.EPHEMERAL_AUTH_PASSWORD_RESET_URL = "https://app.example.com/reset"
+    messages = check_urls()
+    assert ids(messages) == ["ephemeral_auth.E022"]
+    assert 'include("ephemeral_auth.urls")' in messages[0].hint
+    wired.ROOT_URLCONF = urlconfs_checks.FULL
+    assert check_urls() == []
+
+
+@pytest.mark.parametrize("name", ["DEVICE_COOKIE_AGE", "REAUTHENTICATION_WINDOW"])
+@pytest.mark.parametrize("value", [-1, "300", None, 1.5, True])
+def test_device_cookie_age_and_reauthentication_window_must_be_seconds(settings, name, value):
+    setattr(settings, f"EPHEMERAL_AUTH_{name}", value)
+    assert ids(check_settings()) == ["ephemeral_auth.E021"]
+    setattr(settings, f"EPHEMERAL_AUTH_{name}", 0)
+    assert check_settings() == []

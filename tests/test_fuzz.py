@@ -61,7 +61,7 @@ TABLES = {
 # else that is refused (bad input, wrong method, unknown token, 429 itself)
 # must write nothing at all.
 ALLOWED_EVENT_WRITES = {
-    ("/login/", "invalid_credentials"),  # login_attempt (account) + login_ip
+    ("/login/", "invalid_credentials"),  # login_user_ip + login_ip + login_attempt (the account's ceiling)
     ("/2fa/verify/", "invalid_code"),  # 2fa_attempt
     ("/2fa/totp/setup/", "invalid_code"),  # replacing an authenticator: 2fa_attempt
     ("/2fa/totp/confirm/", "invalid_code"),
@@ -69,6 +69,11 @@ ALLOWED_EVENT_WRITES = {
     ("/2fa/recovery-codes/", "invalid_code"),
     ("/2fa/email/confirm/", "invalid_code"),
     ("/2fa/email/disable/", "invalid_credentials"),
+    # A wrong password given as the fresh proof of a change (2FA off): 2fa_attempt.
+    ("/2fa/totp/setup/", "invalid_credentials"),
+    ("/2fa/totp/confirm/", "invalid_credentials"),
+    ("/2fa/email/enable/", "invalid_credentials"),
+    ("/2fa/email/confirm/", "invalid_credentials"),
 }
 
 OPERATIONS = sorted(

@@ -137,12 +137,15 @@ def test_authenticate_from_anywhere_is_recorded_first_and_a_success_leaves_nothi
     assert RateLimitEvent.objects.count() == 3
 
 
-def test_a_session_made_through_the_guard_loads_through_the_backend_that_accepted_it(user):
-    client = Client()
-    client.post("/admin/login/", {"username": user.username, "password": PASSWORD})  # not staff: refused
+@DJANGO_VIEWS
+def test_a_session_made_through_the_guard_loads_through_the_backend_that_accepted_it():
     staff = UserFactory(is_staff=True)
-    client.post("/admin/login/", {"username": staff.username, "password": PASSWORD})
+    client = Client()
+    done = client.post("/plain-admin/login/", {"username": staff.username, "password": PASSWORD})
+    assert done.status_code == 302
+    # authenticate() named GuardBackend (it returned the user); the session names ModelBackend.
     assert client.session["_auth_user_backend"] == "django.contrib.auth.backends.ModelBackend"
+    assert client.get("/plain-admin/").status_code == 200
 
 
 # 2. Lockouts the attacker cannot turn on the owner.

@@ -66,5 +66,6 @@ PLAIN_ADMIN = _urlconf("PLAIN_ADMIN", path("admin/", plain_site.urls), _api(), _
 CUSTOM_ADMIN = _urlconf("CUSTOM_ADMIN", path("admin/", custom_site.urls), _api(), _html())
 LATE_ADMIN = _urlconf("LATE_ADMIN", path("admin/", late_site_urls), _api(), _html())
 API_ONLY = _urlconf("API_ONLY", _api())
+SECURED_ADMIN_WITHOUT_PAGES = _urlconf("SECURED_ADMIN_WITHOUT_PAGES", path("admin/", secured_site.urls), _api())
 HTML_ONLY = _urlconf("HTML_ONLY", _html())
 NOTHING = _urlconf("NOTHING")

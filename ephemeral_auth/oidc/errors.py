@@ -42,6 +42,10 @@ MESSAGES: dict[str, Any] = {
     "account_conflict": _("This identity cannot be linked to an account here."),
     "account_not_found": _("There is no account for this identity."),
     "account_inactive": _("This account is disabled."),
+    "two_factor_unavailable": _(
+        "Your account's second factor cannot be used: sign-in codes are sent by email, but the account has "
+        "no email address. Use a recovery code or ask an administrator for help."
+    ),
     # Exchange (JSON)
     "invalid_token": _("The sign-in token is invalid or has expired."),
 }

@@ -487,12 +487,16 @@ def _backend_for(user: AbstractBaseUser) -> str:
 
     The pending login does not remember which backend checked the first
     factor; Django's ModelBackend is used when configured (it loads any
-    user by primary key), else the first configured backend.
+    user by primary key), else the first configured backend other than
+    GuardBackend (which only guards).
     """
     from django.conf import settings
 
     backends = list(getattr(settings, "AUTHENTICATION_BACKENDS", [MODEL_BACKEND]))
-    return MODEL_BACKEND if MODEL_BACKEND in backends else backends[0]
+    if MODEL_BACKEND in backends:
+        return MODEL_BACKEND
+    others = [path for path in backends if path != GUARD_BACKEND]
+    return others[0] if others else backends[0]
 
 
 MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"

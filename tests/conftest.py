@@ -112,3 +112,15 @@ def totp_user(db):
     user = UserFactory()
     return user, enrol_totp(user)
 
+
+@pytest.fixture
+def hashes(monkeypatch):
+    """Count the password hasher's calls: "verify" per password checked against a real account,
+    "encode" for the dummy hash ModelBackend computes for an unknown one (and inside verify)."""
+    from django.contrib.auth.hashers import MD5PasswordHasher
+
+    calls = []
+    verify, encode = MD5PasswordHasher.verify, MD5PasswordHasher.encode
+    monkeypatch.setattr(MD5PasswordHasher, "verify", lambda self, *a: calls.append("verify") or verify(self, *a))
+    monkeypatch.setattr(MD5PasswordHasher, "encode", lambda self, *a: calls.append("encode") or encode(self, *a))
+    return calls

@@ -158,16 +158,6 @@ def test_email_login_is_counted_in_the_accounts_bucket(rf, now, settings):
     assert set(RateLimitEvent.objects.values_list("key", flat=True)) == {acct(bob), pair(acct(bob)), "192.0.2.10"}
 
 
-@pytest.fixture
-def hashes(monkeypatch):
-    """Count every password hash (a check of a real account, or the dummy hash for an unknown one)."""
-    calls = []
-    verify, encode = MD5PasswordHasher.verify, MD5PasswordHasher.encode
-    monkeypatch.setattr(MD5PasswordHasher, "verify", lambda self, *a: calls.append("verify") or verify(self, *a))
-    monkeypatch.setattr(MD5PasswordHasher, "encode", lambda self, *a: calls.append("encode") or encode(self, *a))
-    return calls
-
-
 def test_pair_limit_refuses_before_the_password_is_checked(rf, user, now, hashes):
     for _ in range(10):
         fail(rf, user.username, ip="203.0.113.1", now=now)

@@ -14,7 +14,6 @@ import pytest
 from django.contrib import admin
 from django.contrib.auth import authenticate
 from django.contrib.auth import views as auth_views
-from django.contrib.auth.hashers import MD5PasswordHasher
 from django.core import mail
 from django.core.exceptions import ValidationError
 from django.test import Client, RequestFactory, override_settings
@@ -36,16 +35,6 @@ urlpatterns = [
     path("", include("example_project.urls")),
 ]
 DJANGO_VIEWS = override_settings(ROOT_URLCONF="tests.test_login_paths")
-
-
-@pytest.fixture
-def hashes(monkeypatch):
-    """Count the passwords checked (each runs the hasher once, known account or not)."""
-    calls = []
-    verify, encode = MD5PasswordHasher.verify, MD5PasswordHasher.encode
-    monkeypatch.setattr(MD5PasswordHasher, "verify", lambda self, *a: calls.append("verify") or verify(self, *a))
-    monkeypatch.setattr(MD5PasswordHasher, "encode", lambda self, *a: calls.append("encode") or encode(self, *a))
-    return calls
 
 
 def api_login(username, password, ip="192.0.2.1", client=None):

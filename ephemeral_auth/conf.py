@@ -46,6 +46,9 @@ DEFAULT_RATE_LIMITS: dict[str, tuple[int, int]] = {
     "login_ip": (20, 15 * 60),
     "login_attempt": (100, 15 * 60),
     "login_device": (10, 15 * 60),
+    # OIDC sign-ins started per client address, over the oidc_state lifetime: at most this
+    # many live oidc_state rows per address (docs/oidc.md, "A bounded authorize/").
+    "oidc_authorize": (20, 10 * 60),
     "2fa_attempt": (5, 15 * 60),
     "email_send": (3, 10 * 60),
     "password_reset_send": (3, 15 * 60),
@@ -116,10 +119,18 @@ DEFAULTS: dict[str, Any] = {
     # Seconds discovery documents and JWKS stay in the cache; cache alias used.
     "OIDC_DISCOVERY_CACHE_TTL": 3600,
     "OIDC_CACHE_ALIAS": "default",
-    # Seconds before a call to a provider (discovery, token, JWKS, userinfo) gives up.
+    # Seconds before a call to a provider's token or userinfo endpoint gives up.
     "OIDC_HTTP_TIMEOUT": 10,
+    # Seconds before a discovery or JWKS fetch gives up (connecting, and each wait for data).
+    # Kept short: an anonymous GET of authorize/ waits for the discovery fetch.
+    "OIDC_DISCOVERY_TIMEOUT": 5,
+    # Seconds a failed discovery or JWKS fetch is remembered (same cache as the documents):
+    # meanwhile fetches of that URL fail at once with the same code, and a JWKS refresh on
+    # an unknown kid happens at most once. 0 turns both off.
+    "OIDC_FAILURE_CACHE_TTL": 30,
     # amr values (RFC 8176) that count as multi-factor for providers with trust_amr.
-    "OIDC_MFA_AMR_VALUES": ["mfa", "otp", "hwk", "swk", "sms", "sc", "fpt", "face", "iris", "retina"],
+    # Only RFC 8176's "mfa" says several factors were used; "otp", "hwk"... name one method.
+    "OIDC_MFA_AMR_VALUES": ["mfa"],
     # The views behind authorize/ and callback/ (mozilla-django-oidc's OIDC_*_CLASS idea).
     "OIDC_AUTHENTICATE_CLASS": "ephemeral_auth.oidc.views.OIDCAuthorizeView",
     "OIDC_CALLBACK_CLASS": "ephemeral_auth.oidc.views.OIDCCallbackView",

@@ -12,7 +12,9 @@ Models hold data and queries; policy (who may write what, when) lives in
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -56,6 +58,8 @@ class EventType(models.TextChoices):
     # bucket of a browser that completed a login for the account before.
     LOGIN_USER_IP = "login_user_ip", _("Failed login (per user and IP)")
     LOGIN_DEVICE = "login_device", _("Failed login (per known browser)")
+    # OIDC sign-ins started per client address: bounds the live oidc_state rows one address holds.
+    OIDC_AUTHORIZE = "oidc_authorize", _("OIDC sign-in started (per IP)")
 
 
 class EphemeralTokenQuerySet(models.QuerySet["EphemeralToken"]):
@@ -252,14 +256,24 @@ class RecoveryCode(models.Model):
 
 
 class OIDCIdentity(models.Model):
-    """Links an OpenID provider's subject to a local user."""
+    """Links an OpenID provider's subject to a local user.
+
+    An identity is the pair (issuer, ``sub``), compared byte for byte: the
+    unique ``subject_key`` is the SHA-256 of both, so no database collation
+    can equate "ALICE", "alice " or "álice" with "alice". ``provider`` is the
+    slug of the configuration the identity signed in through.
+    """
 
     id = models.BigAutoField(primary_key=True)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="oidc_identities"
     )
     provider = models.CharField(_("provider"), max_length=64)
+    # The issuer of the ID tokens ("" for links made before 0005, until their next sign-in).
+    issuer = models.CharField(_("issuer"), max_length=512, blank=True, default="")
     subject = models.CharField(_("subject"), max_length=255)
+    # services.oidc.identity_key(issuer, subject): hex SHA-256, compared byte for byte.
+    subject_key = models.CharField(_("identity key"), max_length=64)
     email = models.EmailField(_("email at the provider"), max_length=254, blank=True, default="")
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
     last_login_at = models.DateTimeField(_("last login at"), null=True, blank=True)
@@ -268,9 +282,28 @@ class OIDCIdentity(models.Model):
         verbose_name = _("OIDC identity")
         verbose_name_plural = _("OIDC identities")
         constraints = [
-            models.UniqueConstraint(fields=["provider", "subject"], name="ea_oidc_subject_unique"),
+            models.UniqueConstraint(fields=["subject_key"], name="ea_oidc_subject_key_unique"),
             models.UniqueConstraint(fields=["provider", "user"], name="ea_oidc_user_unique"),
         ]
 
     def __str__(self) -> str:
         return f"{self.provider} identity of user #{self.user_id}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # A row made by hand (the shell, a fixture, a data migration) gets its key too.
+        if not self.subject_key:
+            if self.issuer:
+                self.subject_key = self.key_for(self.issuer, self.subject)
+            else:
+                self.subject_key = self.legacy_key_for(self.provider, self.subject)
+        super().save(*args, **kwargs)
+
+    @staticmethod
+    def key_for(issuer: str, subject: str) -> str:
+        """Return the key of the identity (issuer, ``sub``): hex SHA-256, compared byte for byte."""
+        return hashlib.sha256(f"iss:{issuer.rstrip('/')}\x00{subject}".encode()).hexdigest()
+
+    @staticmethod
+    def legacy_key_for(provider: str, subject: str) -> str:
+        """The key of a link whose issuer is not known yet (made before migration 0005): (provider slug, ``sub``)."""
+        return hashlib.sha256(f"provider:{provider}\x00{subject}".encode()).hexdigest()

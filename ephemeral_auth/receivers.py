@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-# --- Password reset (docs/password-reset.md): any password change revokes reset links.
+# --- Password reset (docs/password-reset.md): a change of the password, the email address or
+# is_active revokes reset links.
 from typing import Any
 
 from django.conf import settings
@@ -20,7 +21,7 @@ from .services.two_factor import AUTHENTICATED_AT_KEY, check_email_change
 def note_password_change(
     sender: Any, instance: Any, raw: bool = False, using: str = "default", update_fields: Any = None, **kwargs: Any
 ) -> None:
-    """Remember whether this User save writes a new password hash."""
+    """Remember whether this User save writes a new password hash, email address or is_active."""
     from .services.passwords import note_password_change
 
     note_password_change(instance, using=using, update_fields=update_fields, raw=raw)
@@ -28,7 +29,7 @@ def note_password_change(
 
 @receiver(post_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="ephemeral_auth.revoke_reset_links")
 def revoke_reset_links(sender: Any, instance: Any, **kwargs: Any) -> None:
-    """Revoke the user's password-reset links once a new password is saved."""
+    """Revoke the user's password-reset links once a new password, email address or is_active is saved."""
     from .services.passwords import revoke_after_password_change
 
     revoke_after_password_change(instance)

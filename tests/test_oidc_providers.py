@@ -39,7 +39,8 @@ def test_defaults_of_a_provider(settings):
     provider = providers.get_provider("google-work")
     assert provider.name == "Google Work"
     assert provider.scopes == "openid email profile" and provider.sign_algo == "RS256"
-    assert provider.create_users and provider.link_by_verified_email
+    assert provider.create_users and not provider.link_by_verified_email
+    assert not provider.link_staff_by_verified_email and not provider.shared_callback
     assert not provider.trust_amr and not provider.assume_email_verified
     assert "s3cret" not in repr(provider)
 
@@ -85,7 +86,7 @@ def test_mozilla_settings_make_the_default_provider(settings):
     assert provider.client_id == "mozilla-client" and not provider.create_users
     assert provider.token_auth_method == "client_secret_basic"
     # mozilla-django-oidc's own default algorithm is kept.
-    assert provider.sign_algo == "HS256"
+    assert provider.sign_algo == "RS256"  # not mozilla-django-oidc's HS256: the client secret could forge it
 
 
 def test_an_explicit_default_wins_over_mozilla_settings(settings):

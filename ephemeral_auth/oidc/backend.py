@@ -134,7 +134,15 @@ class OIDCBackend(OIDCAuthenticationBackend):
     # Token endpoint.
 
     def get_token(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """Exchange the code (with the PKCE verifier) at the token endpoint."""
+        """Exchange the code (with the PKCE verifier) at the token endpoint.
+
+        The redirect_uri must be the one the authorization request carried: this
+        provider's own callback (mozilla-django-oidc builds the one global URL).
+        """
+        if self.flow is not None and self.flow.provider is not None:
+            from .views import callback_uri
+
+            payload = {**payload, "redirect_uri": callback_uri(self.request, self.flow.provider)}
         try:
             answer = super().get_token(payload)
         except requests.HTTPError as exc:
@@ -248,7 +256,7 @@ class OIDCBackend(OIDCAuthenticationBackend):
     def filter_users_by_claims(self, claims: dict[str, Any]) -> list[AbstractBaseUser]:  # type: ignore[override]
         """Return the user linked to (provider, sub), else the account a verified email links to."""
         provider = self._provider()
-        linked = oidc_service.find_linked_user(provider, claims["sub"])
+        linked = oidc_service.find_linked_user(provider, claims["sub"], issuer=str(claims["iss"]))
         self._linked = linked is not None
         if linked is not None:
             assert self.flow is not None

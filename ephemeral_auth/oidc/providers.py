@@ -70,6 +70,8 @@ PROVIDER_KEYS = frozenset(
         "claims",
         "create_users",
         "link_by_verified_email",
+        "link_staff_by_verified_email",
+        "shared_callback",
         "assume_email_verified",
         "trust_amr",
         "mfa_amr_values",
@@ -101,7 +103,13 @@ class Provider:
     token_auth_method: str = "client_secret_post"
     claims: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_CLAIMS))
     create_users: bool = True
-    link_by_verified_email: bool = True
+    # Linking a first sign-in to an existing account by its (verified) email: opt-in.
+    link_by_verified_email: bool = False
+    # ... and to a staff or superuser account: a second, separate opt-in.
+    link_staff_by_verified_email: bool = False
+    # The redirect_uri: this provider's own callback (oidc/<slug>/callback/, the default),
+    # or the shared oidc/callback/ of registrations made before 0.2 (compatibility).
+    shared_callback: bool = False
     assume_email_verified: bool = False
     trust_amr: bool = False
     mfa_amr_values: frozenset[str] | None = None
@@ -124,6 +132,8 @@ class Endpoints:
     token_endpoint: str
     jwks_uri: str
     userinfo_endpoint: str
+    # RFC 9207: the provider says it sends ``iss`` in every authorization response.
+    iss_parameter_supported: bool = False
 
 
 def _text(config: Mapping[str, Any], key: str, default: str = "") -> str:
@@ -178,7 +188,9 @@ def _build(slug: str, config: Mapping[str, Any]) -> Provider:
         token_auth_method=method,
         claims={**DEFAULT_CLAIMS, **dict(config.get("claims") or {})},
         create_users=bool(config.get("create_users", True)),
-        link_by_verified_email=bool(config.get("link_by_verified_email", True)),
+        link_by_verified_email=bool(config.get("link_by_verified_email", False)),
+        link_staff_by_verified_email=bool(config.get("link_staff_by_verified_email", False)),
+        shared_callback=bool(config.get("shared_callback", False)),
         assume_email_verified=bool(config.get("assume_email_verified", False)),
         trust_amr=bool(config.get("trust_amr", False)),
         mfa_amr_values=frozenset(amr_values) if amr_values is not None else None,
@@ -206,8 +218,9 @@ def _mozilla_default() -> dict[str, Any] | None:
         "jwks_uri": getattr(settings, "OIDC_OP_JWKS_ENDPOINT", "") or "",
         "userinfo_endpoint": getattr(settings, "OIDC_OP_USER_ENDPOINT", "") or "",
         "scopes": getattr(settings, "OIDC_RP_SCOPES", "openid email"),
-        # mozilla-django-oidc's default algorithm, kept for compatibility.
-        "sign_algo": getattr(settings, "OIDC_RP_SIGN_ALGO", "HS256"),
+        # RS256 unless set: an HS256 ID token is signed with the client secret, which the
+        # provider and every other holder of the secret can forge (mozilla-django-oidc's default).
+        "sign_algo": getattr(settings, "OIDC_RP_SIGN_ALGO", "RS256"),
         "idp_sign_key": getattr(settings, "OIDC_RP_IDP_SIGN_KEY", None),
         "token_auth_method": (
             "client_secret_basic" if getattr(settings, "OIDC_TOKEN_USE_BASIC_AUTH", False) else "client_secret_post"
@@ -215,6 +228,9 @@ def _mozilla_default() -> dict[str, Any] | None:
         "create_users": getattr(settings, "OIDC_CREATE_USER", True),
         "extra_params": getattr(settings, "OIDC_AUTH_REQUEST_EXTRA_PARAMS", {}),
         "pkce_verifier_length": getattr(settings, "OIDC_PKCE_CODE_VERIFIER_SIZE", 64),
+        # mozilla-django-oidc's one callback URL (OIDC_AUTHENTICATION_CALLBACK_URL) is what such
+        # projects registered at their provider.
+        "shared_callback": True,
     }
     return config
 
@@ -290,4 +306,5 @@ def endpoints(provider: Provider) -> Endpoints:
         token_endpoint=discovery.check_endpoint(pick("token_endpoint"), what="token_endpoint"),
         jwks_uri=discovery.check_endpoint(jwks_uri, what="jwks_uri") if needs_jwks or jwks_uri else "",
         userinfo_endpoint=discovery.check_endpoint(userinfo, what="userinfo_endpoint") if userinfo else "",
+        iss_parameter_supported=document.get("authorization_response_iss_parameter_supported") is True,
     )

@@ -29,13 +29,16 @@ from django.shortcuts import resolve_url
 from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
 from django.utils.cache import add_never_cache_headers
+from django.utils.html import escape
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext
 from django.views.generic import View
 from mozilla_django_oidc.utils import absolutify, import_from_settings
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
-from .. import conf
-from ..exceptions import EphemeralAuthError, OIDCError
+from .. import conf, crypto
+from ..client_ip import client_ip
+from ..exceptions import EphemeralAuthError, OIDCError, RateLimited
 from ..services import oidc as oidc_service
 from ..services.inputs import is_plain_text
 from . import providers
@@ -51,19 +54,49 @@ __all__ = [
 logger = logging.getLogger("ephemeral_auth.oidc")
 
 
-def binding_cookie_name(request: HttpRequest) -> str:
-    """Return the flow cookie's name: ``__Host-`` prefixed on HTTPS (no subdomain can plant it)."""
-    name = str(conf.get("OIDC_COOKIE_NAME"))
+def _cookie_name(request: HttpRequest, suffix: str) -> str:
+    name = f"{conf.get('OIDC_COOKIE_NAME')}_{suffix}"
     return f"__Host-{name}" if request.is_secure() else name
 
 
-def callback_uri(request: HttpRequest) -> str:
-    """Return the absolute redirect_uri (the same one the backend sends to the token endpoint)."""
+def binding_cookie_name(request: HttpRequest, state: str) -> str:
+    """Return the name of the binding cookie of the flow whose ``state`` this is.
+
+    One cookie per flow, named after a digest of its state, with a fresh value
+    made by ``authorize/`` (never one the request brought): a value planted by
+    a sibling subdomain or an earlier visitor is never the binding of a new
+    flow, and parallel tabs do not overwrite each other's cookie.
+    ``__Host-`` prefixed on HTTPS, so no subdomain can set it at all.
+    """
+    return _cookie_name(request, crypto.digest_token(state)[:16])
+
+
+def exchange_cookie_name(request: HttpRequest, raw_exchange: str) -> str:
+    """Return the name of the cookie binding an SPA exchange token to the browser that finished the flow."""
+    return _cookie_name(request, "x" + crypto.digest_token(raw_exchange)[:15])
+
+
+def callback_uri(request: HttpRequest, provider: providers.Provider | None = None) -> str:
+    """Return the absolute redirect_uri (the same one the backend sends to the token endpoint).
+
+    Each provider has its own (``oidc/<slug>/callback/``): a response can then
+    only come back to the flow of the provider it was sent for. A provider
+    with ``shared_callback`` uses ``EPHEMERAL_AUTH_OIDC_CALLBACK_URL``, the
+    one callback of registrations made before (compatibility).
+    """
     try:
+        if provider is not None and not provider.shared_callback:
+            return absolutify(request, reverse(PROVIDER_CALLBACK, args=[provider.slug]))
         return absolutify(request, reverse(conf.get("OIDC_CALLBACK_URL")))
     except NoReverseMatch:
-        logger.error("EPHEMERAL_AUTH_OIDC_CALLBACK_URL is not a URL name of this project")
+        logger.error("the OIDC callback URL cannot be built: mount ephemeral_auth.api_urls")
         raise OIDCError("provider_misconfigured") from None
+
+
+PROVIDER_CALLBACK = "ephemeral_auth_api:oidc_provider_callback"
+# A ``next`` longer than this is ignored (the flow then goes to the default page): it is
+# stored in the flow's row, and an anonymous client chooses it.
+MAX_NEXT_LENGTH = 512
 
 
 def _allowed_hosts(request: HttpRequest) -> set[str]:
@@ -75,7 +108,7 @@ def _allowed_hosts(request: HttpRequest) -> set[str]:
 
 def safe_next_url(request: HttpRequest, value: Any) -> str:
     """Return ``value`` if it is a safe place to send this browser afterwards, else ""."""
-    if not is_plain_text(value, max_length=2048) or not value:
+    if not is_plain_text(value, max_length=MAX_NEXT_LENGTH) or not value:
         return ""
     require_https = import_from_settings("OIDC_REDIRECT_REQUIRE_HTTPS", request.is_secure())
     if url_has_allowed_host_and_scheme(value, allowed_hosts=_allowed_hosts(request), require_https=require_https):
@@ -129,34 +162,28 @@ class OIDCAuthorizeView(OIDCAuthenticationRequestView):
             self.provider = providers.get_provider(provider or self.default_provider)
             if mode not in oidc_service.MODES:
                 raise OIDCError("invalid_request")
-            cookie = request.COOKIES.get(binding_cookie_name(request))
-            # All flows of one browser share the binding value, so a second tab does not
-            # evict the first one's; a fresh browser gets a fresh value.
-            binding = cookie if cookie and oidc_service.is_binding(cookie) else oidc_service.new_binding()
             authorization = oidc_service.begin_authorization(
                 self.provider,
-                redirect_uri=callback_uri(request),
+                redirect_uri=callback_uri(request, self.provider),
                 mode=mode,
                 next_url=next_url,
-                binding=binding,
+                # Always a fresh value: never one the request brought (a planted cookie).
+                binding=oidc_service.new_binding(),
+                ip=client_ip(request),
                 extra_params=self.get_extra_params(request),
             )
+        except RateLimited as exc:
+            # Too many flows started from this address: a page, not a redirect loop.
+            return rate_limited_page(request, exc)
         except EphemeralAuthError as exc:
             return _failure(request, exc.code, mode=mode, next_url=next_url)
         except DatabaseError:
             logger.exception("OIDC authorize: database error")
             return _failure(request, "service_unavailable", mode=mode, next_url=next_url)
         response = _redirect(authorization.url)
-        response.set_cookie(
-            binding_cookie_name(request),
-            authorization.binding,
-            max_age=authorization.max_age,
-            path="/",
-            secure=request.is_secure(),
-            httponly=True,
-            # Lax: sent on the provider's top-level GET redirect back to the callback,
-            # not on cross-site subrequests or POSTs.
-            samesite="Lax",
+        _set_binding(
+            response, request, binding_cookie_name(request, authorization.state), authorization.binding,
+            authorization.max_age,
         )
         return response
 
@@ -170,18 +197,27 @@ class OIDCCallbackView(OIDCAuthenticationCallbackView):
 
     http_method_names = ["get"]
 
-    def get(self, request: HttpRequest) -> HttpResponse:  # type: ignore[override]
-        """Consume the state before any network call, then let the backend do the rest."""
+    def get(self, request: HttpRequest, provider: str | None = None) -> HttpResponse:  # type: ignore[override]
+        """Consume the state before any network call, then let the backend do the rest.
+
+        ``provider``: the slug in the URL (``oidc/<slug>/callback/``); None on the
+        shared compatibility URL.
+        """
         self.flow: oidc_service.CallbackFlow | None = None
+        self.state = ""
         try:
             state = request.GET.get("state", "")
             if not state or not is_plain_text(state, max_length=oidc_service.MAX_STATE_LENGTH):
                 raise OIDCError("invalid_request")
+            self.state = state
             # Single use, decided by one DELETE, before anything else: an error
             # callback, a bad code or a network failure below all leave nothing usable.
-            self.flow = oidc_service.consume_state(state, binding=request.COOKIES.get(binding_cookie_name(request)))
-            self._check_parameters(request)
+            self.flow = oidc_service.consume_state(
+                state, binding=request.COOKIES.get(binding_cookie_name(request, state))
+            )
             self.flow.provider = providers.get_provider(self.flow.provider_slug)
+            self._check_callback_url(provider, self.flow.provider)
+            self._check_parameters(request)
             self._check_issuer_parameter(request, self.flow.provider)
             # Django's authenticate() tries each backend; ours answers to oidc_flow=.
             user = auth.authenticate(request, oidc_flow=self.flow)
@@ -212,14 +248,34 @@ class OIDCCallbackView(OIDCAuthenticationCallbackView):
         if not code or not is_plain_text(code, max_length=oidc_service.MAX_CODE_LENGTH):
             raise OIDCError("invalid_request")
 
+    @staticmethod
+    def _check_callback_url(slug: str | None, provider: providers.Provider) -> None:
+        """The response came back to the callback of the provider the flow was sent to (no mix-up).
+
+        A state of provider A arriving at provider B's callback means B's
+        authorization server (or whoever sent the browser there) answered a
+        request that was A's: refused, and the state is spent.
+        """
+        if slug is None:
+            if not provider.shared_callback:
+                logger.warning("OIDC: a %s flow came back to the shared callback", provider.slug)
+                raise OIDCError("provider_mismatch")
+        elif slug != provider.slug:
+            logger.warning("OIDC: a %s flow came back to the callback of %s", provider.slug, slug)
+            raise OIDCError("provider_mismatch")
+
     def _check_issuer_parameter(self, request: HttpRequest, provider: providers.Provider) -> None:
         # RFC 9207: a provider that sends iss in the response names itself; a
-        # different issuer here means a mix-up between providers.
+        # different issuer here means a mix-up between providers. A provider
+        # that announces it always sends iss (authorization_response_iss_parameter_supported)
+        # must send it: a response without it did not come from that provider.
+        where = providers.endpoints(provider)
         iss = request.GET.get("iss")
         if iss is None:
+            if where.iss_parameter_supported:
+                raise OIDCError("iss_mismatch")
             return
-        expected = providers.endpoints(provider).issuer
-        if not is_plain_text(iss, max_length=2048) or iss.rstrip("/") != expected.rstrip("/"):
+        if not is_plain_text(iss, max_length=2048) or iss.rstrip("/") != where.issuer.rstrip("/"):
             raise OIDCError("iss_mismatch")
 
     @property
@@ -238,15 +294,20 @@ class OIDCCallbackView(OIDCAuthenticationCallbackView):
         """Hand the authenticated user to the 2FA-aware login step, or to the SPA."""
         assert self.flow is not None and self.flow.provider is not None
         if self.flow.mode == "spa":
+            binding = oidc_service.new_binding()
             issued = oidc_service.issue_exchange(
                 self.user,
                 provider=self.flow.provider.slug,
-                binding=self.request.COOKIES[binding_cookie_name(self.request)],
+                binding=binding,
                 mfa=oidc_service.asserted_mfa(self.flow.provider, self.flow.id_claims),
             )
             target = self.flow.next_url or resolve_url(conf.get("OIDC_SPA_URL"))
             # A fragment never reaches a server log or a Referer header.
-            return _redirect(_with_fragment(target, oidc_token=issued.raw))
+            response = _redirect(_with_fragment(target, oidc_token=issued.raw))
+            # The exchange is redeemed by this browser only: a fresh binding of its own.
+            _set_binding(response, self.request, exchange_cookie_name(self.request, issued.raw), binding,
+                         issued.expires_in)
+            return self._forget_flow_cookie(response)
         from ..services import login
         from ..views import responses
 
@@ -261,13 +322,45 @@ class OIDCCallbackView(OIDCAuthenticationCallbackView):
         )
         response = responses.login_step_redirect(self.request, step, next_url=self.success_url)
         add_never_cache_headers(response)
-        return _bounce_for_strict_session(self.request, response)
+        return _bounce_for_strict_session(self.request, self._forget_flow_cookie(response))
 
     def login_failure(self, code: str = "oidc_error") -> HttpResponse:  # type: ignore[override]
         """Redirect with the failure's stable code."""
         if self.flow is None:
-            return _failure(self.request, code, mode="session", next_url="")
-        return _failure(self.request, code, mode=self.flow.mode, next_url=self.flow.next_url)
+            return self._forget_flow_cookie(_failure(self.request, code, mode="session", next_url=""))
+        return self._forget_flow_cookie(_failure(self.request, code, mode=self.flow.mode, next_url=self.flow.next_url))
+
+    def _forget_flow_cookie(self, response: HttpResponse) -> HttpResponse:
+        """Delete this flow's binding cookie: its state is spent, whatever the outcome."""
+        if self.state:
+            name = binding_cookie_name(self.request, self.state)
+            if name in self.request.COOKIES:
+                response.delete_cookie(name, path="/", samesite="Lax")
+        return response
+
+
+def _set_binding(response: HttpResponse, request: HttpRequest, name: str, value: str, max_age: int) -> None:
+    response.set_cookie(
+        name, value, max_age=max_age, path="/", secure=request.is_secure(), httponly=True,
+        # Lax: sent on the provider's top-level GET redirect back to the callback,
+        # not on cross-site subrequests or POSTs.
+        samesite="Lax",
+    )
+
+
+def rate_limited_page(request: HttpRequest, exc: RateLimited) -> HttpResponse:
+    """Answer 429 with Retry-After: too many sign-ins started from this address."""
+    message = gettext("Too many sign-ins were started from your network. Try again in %(seconds)s seconds.") % {
+        "seconds": exc.retry_after
+    }
+    response = HttpResponse(
+        f"<!doctype html>\n<title>{escape(message)}</title>\n<h1>{escape(message)}</h1>\n",
+        status=429,
+        content_type="text/html; charset=utf-8",
+    )
+    response["Retry-After"] = str(exc.retry_after)
+    add_never_cache_headers(response)
+    return response
 
 
 def _failure(request: HttpRequest, code: str, *, mode: str, next_url: str) -> HttpResponse:

@@ -40,11 +40,12 @@ from mozilla_django_oidc.utils import generate_code_challenge
 
 from .. import clock, conf
 from ..exceptions import InvalidToken, OIDCError
-from ..models import OIDCIdentity, RecoveryCode, TokenType, UserTwoFactor
+from ..models import EventType, OIDCIdentity, RecoveryCode, TokenType, UserTwoFactor
 from ..oidc import providers
 from ..oidc.providers import Provider
-from . import tokens
+from . import ratelimit, tokens
 from .inputs import is_plain_text
+from .lockout import fold
 from .two_factor import TwoFactorState, state_from_row, user_email
 
 if TYPE_CHECKING:
@@ -108,6 +109,7 @@ class Authorization:
     url: str = field(repr=False)  # carries the raw state
     binding: str = field(repr=False)
     max_age: int
+    state: str = field(default="", repr=False)  # names the flow's binding cookie
 
 
 def begin_authorization(
@@ -117,18 +119,25 @@ def begin_authorization(
     mode: str,
     next_url: str,
     binding: str,
+    ip: str = "0.0.0.0",  # noqa: S104 - a key, not a bind address
     extra_params: Mapping[str, str] | None = None,
     now: datetime | None = None,
 ) -> Authorization:
     """Store a new flow (state, nonce, PKCE verifier, mode, next) and return the provider URL.
 
-    May fetch the provider's discovery document (before anything is written).
-    One INSERT. Raises OIDCError.
+    Bounded per client address (``oidc_authorize``, 20 per state lifetime by
+    default): the flow is counted first, in the conditional-INSERT style of
+    every limit, so one address never holds more than that many live
+    ``oidc_state`` rows; beyond it RateLimited (the view answers 429). Then
+    the provider's discovery document may be fetched (cached), then the row
+    is written. Three statements: the count's INSERT and recount, the state's
+    INSERT. Raises OIDCError, RateLimited.
     """
     if mode not in MODES:
         raise OIDCError("invalid_request")
     if not is_binding(binding):
         raise OIDCError("invalid_request")
+    ratelimit.attempt(EventType.OIDC_AUTHORIZE, ratelimit.ip_key(ip), now=now)
     where = providers.endpoints(provider)
     nonce = secrets.token_urlsafe(32)
     verifier = get_random_string(provider.pkce_verifier_length, _PKCE_ALPHABET)
@@ -160,6 +169,7 @@ def begin_authorization(
         url=f"{where.authorization_endpoint}{separator}{urlencode(params)}",
         binding=binding,
         max_age=issued.expires_in,
+        state=issued.raw,
     )
 
 
@@ -218,7 +228,13 @@ def nonce_matches(flow: CallbackFlow, presented: Any) -> bool:
 
 
 def asserted_mfa(provider: Provider, id_claims: Mapping[str, Any]) -> bool:
-    """Return whether this provider is trusted for MFA and its ID token's amr says MFA happened."""
+    """Return whether this provider is trusted for MFA and its ID token's amr says MFA happened.
+
+    Only values that mean *several* factors count: RFC 8176's ``mfa`` by
+    default (``EPHEMERAL_AUTH_OIDC_MFA_AMR_VALUES``, or the provider's
+    ``mfa_amr_values``). A single method such as ``otp`` or ``hwk`` says
+    how one factor was proven, not that there were two.
+    """
     if not provider.trust_amr:
         return False
     amr = id_claims.get("amr")
@@ -266,21 +282,50 @@ class LinkedUser:
         return self.state.methods()
 
 
-def find_linked_user(provider: Provider, subject: str) -> LinkedUser | None:
-    """Return the user linked to ``subject`` at ``provider``.
+def identity_key(issuer: str, subject: str) -> str:
+    """Return the key of the identity (issuer, ``sub``): hex SHA-256, compared byte for byte on every backend."""
+    return OIDCIdentity.key_for(normalise_issuer(issuer), subject)
+
+
+def legacy_identity_key(provider_slug: str, subject: str) -> str:
+    """The key migration 0005 gave links made before it (issuer unknown): (provider slug, ``sub``)."""
+    return OIDCIdentity.legacy_key_for(provider_slug, subject)
+
+
+def normalise_issuer(issuer: str) -> str:
+    """The issuer as identities are keyed by it: without a trailing slash (as the ``iss`` check compares)."""
+    return issuer.rstrip("/")
+
+
+def find_linked_user(provider: Provider, subject: str, *, issuer: str) -> LinkedUser | None:
+    """Return the user linked to (``issuer``, ``subject``).
 
     One SELECT: the identity, its user, the user's 2FA row and whether they
     have recovery codes, so the login step that follows needs no other read.
+    The subject is compared byte for byte (through ``subject_key``), never
+    through the column's collation. A link made before migration 0005 is
+    found by its (provider, subject) key and rewritten to the issuer's (one
+    UPDATE, once).
     """
+    key = identity_key(issuer, subject)
+    legacy = legacy_identity_key(provider.slug, subject)
     identity = (
         OIDCIdentity.objects.select_related("user", "user__two_factor")
         .annotate(_ea_has_codes=Exists(RecoveryCode.objects.filter(user_id=OuterRef("user_id"))))
-        .filter(provider=provider.slug, subject=subject)
-        .first()
+        .filter(subject_key__in=[key, legacy])
+        .order_by("-subject_key")[:2]
     )
-    if identity is None:
+    rows = [row for row in identity if row.subject == subject]
+    found = next((row for row in rows if row.subject_key == key), None)
+    if found is None:
+        found = next((row for row in rows if row.subject_key == legacy and row.provider == provider.slug), None)
+        if found is not None:
+            OIDCIdentity.objects.filter(pk=found.pk, subject_key=legacy).update(
+                subject_key=key, issuer=normalise_issuer(issuer)
+            )
+    if found is None:
         return None
-    user = identity.user
+    user = found.user
     try:
         row = user.two_factor  # type: ignore[attr-defined]
     except UserTwoFactor.DoesNotExist:
@@ -288,7 +333,7 @@ def find_linked_user(provider: Provider, subject: str) -> LinkedUser | None:
     state = state_from_row(
         user.pk,
         row,
-        has_recovery_codes=bool(getattr(identity, "_ea_has_codes", False)),
+        has_recovery_codes=bool(getattr(found, "_ea_has_codes", False)),
         has_email=bool(user_email(user)),
     )
     return LinkedUser(user=user, state=state)
@@ -297,15 +342,26 @@ def find_linked_user(provider: Provider, subject: str) -> LinkedUser | None:
 def users_to_link(provider: Provider, claims: Mapping[str, Any]) -> list[AbstractBaseUser]:
     """Return the existing account a first sign-in links to ([] if none). Raises OIDCError.
 
-    Only a provider-verified email links. An unverified (or unlinkable) email
-    that an account already uses is refused rather than given a second account.
+    Linking by email is opt-in per provider (``link_by_verified_email``,
+    off by default) and only for a provider-verified address. The database
+    finds candidates case-insensitively; each is then re-checked in Python
+    under one normalisation (``lockout.fold``: NFKC, then casefold), so a
+    look-alike such as a dotless "ı" that a collation equates with "i" links
+    nothing. Staff and superuser accounts are never linked by email unless
+    the provider's ``link_staff_by_verified_email`` says so. An address that
+    an account already uses, when it may not link, is refused rather than
+    given a second account.
     """
     user_model = get_user_model()
     email_field = user_model.get_email_field_name()
     email = _claim_text(claims, provider.claim("email"), max_length=254)
     if not email:
         return []
-    matches = list(user_model._default_manager.filter(**{f"{email_field}__iexact": email})[:2])
+    wanted = fold(email)
+    matches = [
+        user for user in user_model._default_manager.filter(**{f"{email_field}__iexact": email})[:5]
+        if fold(str(getattr(user, email_field, "") or "")) == wanted
+    ]
     if not matches:
         return []
     if not verified_email(provider, claims):
@@ -316,6 +372,10 @@ def users_to_link(provider: Provider, claims: Mapping[str, Any]) -> list[Abstrac
     if len(matches) > 1:
         raise OIDCError("account_conflict")
     user = matches[0]
+    privileged = bool(getattr(user, "is_staff", False) or getattr(user, "is_superuser", False))
+    if privileged and not provider.link_staff_by_verified_email:
+        logger.info("OIDC %s: refused to link a staff account by email", provider.slug)
+        raise OIDCError("account_exists")
     if OIDCIdentity.objects.filter(provider=provider.slug, user=user).exists():
         # The account is linked to another subject of this provider: never re-point it.
         raise OIDCError("account_conflict")
@@ -323,13 +383,21 @@ def users_to_link(provider: Provider, claims: Mapping[str, Any]) -> list[Abstrac
 
 
 def link_identity(user: AbstractBaseUser, provider: Provider, claims: Mapping[str, Any]) -> OIDCIdentity:
-    """Record that ``claims['sub']`` at ``provider`` is ``user``. Raises OIDCError on a conflict."""
+    """Record that (``claims['iss']``, ``claims['sub']``) is ``user``. Raises OIDCError on a conflict.
+
+    ``claims['iss']`` is the verified ID token's issuer (the backend compared
+    it with the provider's).
+    """
+    issuer = normalise_issuer(str(claims.get("iss") or ""))
+    subject = claims["sub"]
     try:
         with transaction.atomic(using=OIDCIdentity.objects.db):
             return OIDCIdentity.objects.create(
                 user=user,  # type: ignore[misc]
                 provider=provider.slug,
-                subject=claims["sub"],
+                issuer=issuer,
+                subject=subject,
+                subject_key=identity_key(issuer, subject),
                 email=verified_email(provider, claims),
                 last_login_at=clock.now(),
             )

@@ -1,4 +1,4 @@
-"""Password reset: request a link, confirm it, and revoke links when a password changes.
+"""Password reset: request a link, confirm it, and revoke links when the account changes.
 
 Security reasoning:
 
@@ -21,8 +21,11 @@ Security reasoning:
   link), then the token is consumed by one conditional DELETE with the expiry
   in its WHERE clause, in the same transaction that writes the new hash: of
   two racing confirmations exactly one changes the password.
-* **Any password change revokes links**: see :func:`note_password_change` and
+* **Any password change revokes links**, and so does a change of the email
+  address or of ``is_active`` (a deactivated user's links stay dead after a
+  reactivation): see :func:`note_password_change` and
   :func:`revoke_after_password_change`, connected in ``receivers.py``.
+  ``QuerySet.update()`` and raw SQL send no signal and revoke nothing.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model, password_validation
-from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured, ValidationError
 from django.core.mail import EmailMultiAlternatives
 from django.core.validators import validate_email
 from django.db import connections, router, transaction
@@ -349,46 +352,98 @@ def _end_other_sessions(user: AbstractBaseUser, old_hash: str | None, *, now: da
     return ended
 
 
-# Password changes anywhere (admin, set_password + save, Django's views).
+# Password, email and active-flag changes anywhere (admin, set_password + save,
+# Django's views, a profile form).
 
 _CHANGED_FLAG = "_ephemeral_auth_password_changed"
+_ACCOUNT_CHANGED_FLAG = "_ephemeral_auth_reset_basis_changed"
+
+
+def _watched_fields(model: Any) -> list[Any]:
+    """The password, email and ``is_active`` fields of the user model (those that are database columns)."""
+    email = model.get_email_field_name() if hasattr(model, "get_email_field_name") else "email"
+    found: list[Any] = []
+    for name in ("password", email, "is_active"):
+        try:
+            field = model._meta.get_field(name)
+        except FieldDoesNotExist:
+            continue  # e.g. AbstractBaseUser's is_active is a class attribute, not a column
+        if getattr(field, "concrete", False) and not field.many_to_many and field not in found:
+            found.append(field)
+    return found
 
 
 def note_password_change(instance: Any, *, using: str, update_fields: Any = None, raw: bool = False) -> None:
-    """Remember on ``instance`` whether this save writes a different password hash (pre_save).
+    """Remember on ``instance`` what this save changes that reset links depend on (pre_save).
 
-    Free when ``set_password`` was called (Django keeps the raw password in
-    ``_password`` until the save) or when ``update_fields`` leaves the
-    password out; otherwise one SELECT of the stored hash, on User saves only.
-    A hash upgrade at login also counts as a change, as it does for Django's
-    own reset tokens.
+    Two things are noted: whether the save writes a different password hash
+    (reset links and pending 2FA logins die), and whether it changes the
+    email address (``get_email_field_name()``) or the ``is_active`` flag, in
+    either direction (reset links die, as Django's own reset tokens do on an
+    email change; links of a deactivated user stay dead once reactivated).
+
+    Free when ``update_fields`` leaves all three fields out, and when
+    ``set_password`` was called (Django keeps the raw password in
+    ``_password`` until the save: the links die anyway, nothing else need be
+    compared); otherwise one SELECT of the stored values of the fields this
+    save writes, on User saves only. A hash upgrade at login also counts as a
+    password change, as it does for Django's own reset tokens.
     """
     setattr(instance, _CHANGED_FLAG, False)
+    setattr(instance, _ACCOUNT_CHANGED_FLAG, False)
     if raw or instance.pk is None:
         return
-    if update_fields is not None and "password" not in update_fields:
+    fields = [
+        field
+        for field in _watched_fields(type(instance))
+        if (update_fields is None or field.name in update_fields)
+        and field.attname in instance.__dict__  # deferred: this save cannot change it
+    ]
+    if not fields:
         return
-    if getattr(instance, "_password", None) is not None:
+    if any(field.name == "password" for field in fields) and getattr(instance, "_password", None) is not None:
         setattr(instance, _CHANGED_FLAG, True)
         return
-    if "password" not in instance.__dict__:  # deferred: this save cannot change it
-        return
     stored = (
-        type(instance)._base_manager.using(using).filter(pk=instance.pk).values_list("password", flat=True).first()
+        type(instance)._base_manager.using(using)
+        .filter(pk=instance.pk)
+        .values_list(*(field.name for field in fields))
+        .first()
     )
-    setattr(instance, _CHANGED_FLAG, stored is not None and stored != instance.password)
+    if stored is None:
+        return
+    for field, old in zip(fields, stored, strict=True):
+        new = getattr(instance, field.attname)
+        if field.name == "password":
+            if old != new:
+                setattr(instance, _CHANGED_FLAG, True)
+        elif field.name == "is_active":
+            if bool(old) != bool(new):
+                setattr(instance, _ACCOUNT_CHANGED_FLAG, True)
+        elif (old or "") != (new or ""):  # the email; None and "" are both "no address"
+            setattr(instance, _ACCOUNT_CHANGED_FLAG, True)
 
 
 def revoke_after_password_change(instance: Any) -> int:
-    """Revoke the user's reset links and pending 2FA logins if the save just written changed the password.
+    """Revoke what the save just written made stale (post_save); return how many tokens.
 
-    A pending login (pre_auth) proved the *old* password: once it changed, that
-    proof is void (seed weakness 8).
+    A new password: the user's reset links and pending 2FA logins (a pending
+    login (pre_auth) proved the *old* password: once it changed, that proof is
+    void, seed weakness 8). A new email address or a changed ``is_active``:
+    the user's reset links.
     """
-    if not getattr(instance, _CHANGED_FLAG, False):
-        return 0
+    password_changed = getattr(instance, _CHANGED_FLAG, False)
+    account_changed = getattr(instance, _ACCOUNT_CHANGED_FLAG, False)
     setattr(instance, _CHANGED_FLAG, False)
-    revoked = tokens.revoke_tokens(user=instance, token_types=[TokenType.PASSWORD_RESET, TokenType.PRE_AUTH])
-    if revoked:
-        logger.info("password of user #%s changed: %s reset links / pending logins revoked", instance.pk, revoked)
-    return revoked
+    setattr(instance, _ACCOUNT_CHANGED_FLAG, False)
+    if password_changed:
+        revoked = tokens.revoke_tokens(user=instance, token_types=[TokenType.PASSWORD_RESET, TokenType.PRE_AUTH])
+        if revoked:
+            logger.info("password of user #%s changed: %s reset links / pending logins revoked", instance.pk, revoked)
+        return revoked
+    if account_changed:
+        revoked = tokens.revoke_tokens(user=instance, token_type=TokenType.PASSWORD_RESET)
+        if revoked:
+            logger.info("email or active flag of user #%s changed: %s reset links revoked", instance.pk, revoked)
+        return revoked
+    return 0

@@ -2,7 +2,8 @@
 
 * ``GET oidc/providers/`` — ``[{"id", "name", "authorize_url"}]``
 * ``GET oidc/<provider>/authorize/?next=&mode=session|spa`` — 302 to the provider
-* ``GET oidc/callback/`` — 302 to ``next`` (session) or to the SPA with ``#oidc_token=``
+* ``GET oidc/<provider>/callback/`` — 302 to ``next`` (session) or to the SPA with ``#oidc_token=``
+* ``GET oidc/callback/`` — the same, for providers with ``shared_callback`` (compatibility)
 * ``POST oidc/exchange/ {"oidc_token"}`` — the same answer as ``login/``
 
 authorize/ and callback/ are browser navigations, not JSON: they are served by
@@ -45,10 +46,12 @@ def authorize(request: HttpRequest, provider: str) -> HttpResponse:
 
 @transaction.non_atomic_requests
 @never_cache
-def callback(request: HttpRequest) -> HttpResponse:
-    """Finish a flow (the configured callback class does the work)."""
+def callback(request: HttpRequest, provider: str | None = None) -> HttpResponse:
+    """Finish a flow (the configured callback class does the work); ``provider`` is the URL's slug."""
     view = import_string(conf.get("OIDC_CALLBACK_CLASS")).as_view()
-    return view(request)  # type: ignore[no-any-return]
+    if provider is None:
+        return view(request)  # type: ignore[no-any-return]
+    return view(request, provider=provider)  # type: ignore[no-any-return]
 
 
 @api_view(("GET",))
@@ -77,11 +80,14 @@ def exchange(request: HttpRequest) -> HttpResponse:
 
     data = parse_json(request)
     raw = required_text(data, "oidc_token", max_length=MAX_EXCHANGE_TOKEN_LENGTH)
-    from ..oidc.views import binding_cookie_name
+    from ..oidc.views import exchange_cookie_name
 
-    redeemed = oidc_service.redeem_exchange(raw, binding=request.COOKIES.get(binding_cookie_name(request)))
+    cookie = exchange_cookie_name(request, raw)
+    redeemed = oidc_service.redeem_exchange(raw, binding=request.COOKIES.get(cookie))
     step = login.begin_login(request, redeemed.user, backend=backend_path(), skip_two_factor=redeemed.mfa)
-    return responses.login_step_json(request, step)
+    response = responses.login_step_json(request, step)
+    response.delete_cookie(cookie, path="/", samesite="Lax")
+    return response
 
 
 urlpatterns: list[URLPattern] = [
@@ -89,4 +95,5 @@ urlpatterns: list[URLPattern] = [
     path("oidc/exchange/", exchange, name="oidc_exchange"),
     path("oidc/callback/", callback, name="oidc_callback"),
     path("oidc/<slug:provider>/authorize/", authorize, name="oidc_authorize"),
+    path("oidc/<slug:provider>/callback/", callback, name="oidc_provider_callback"),
 ]

@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
 from ...services import totp
+from ...text import printable
 
 
 class Command(BaseCommand):
@@ -30,7 +31,7 @@ class Command(BaseCommand):
         try:
             result = totp.reencrypt_secrets(dry_run=options["dry_run"], batch_size=options["batch_size"])
         except DatabaseError as exc:
-            raise CommandError(f"re-encryption failed: {exc.__class__.__name__}: {exc}") from exc
+            raise CommandError(f"re-encryption failed: {exc.__class__.__name__}: {printable(exc)}") from exc
         verb = "would re-encrypt" if options["dry_run"] else "re-encrypted"
         if int(options["verbosity"]) >= 1:
             self.stdout.write(
@@ -38,7 +39,7 @@ class Command(BaseCommand):
                 f"{result.changed_meanwhile} changed meanwhile (left alone)."
             )
         if result.undecryptable:
-            ids = ", ".join(f"#{pk}" for pk in result.undecryptable)
+            ids = ", ".join(f"#{printable(pk)}" for pk in result.undecryptable)
             raise CommandError(
                 f"{len(result.undecryptable)} secret(s) no configured key decrypts (users {ids}): keep the old key "
                 "configured, or reset those users' 2FA (docs/operations.md)."

@@ -5,6 +5,11 @@ Thin: keys are found and cleared by :mod:`ephemeral_auth.services.lockout` and
 username unlocks its account (keyed by primary key: its ceiling, its
 (account, address) pairs, its 2FA and email-send budgets) and the name as
 typed; an address unlocks itself and every (account, address) pair of it.
+
+Keys and usernames are user-chosen (an anonymous client types the name a key
+holds): everything printed from them, or from the arguments, goes through
+:func:`ephemeral_auth.text.printable`, so an escape sequence cannot drive the
+operator's terminal.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from django.db import DatabaseError
 from ...exceptions import InvalidInput
 from ...models import EventType
 from ...services import lockout, ratelimit
+from ...text import printable
 
 __all__ = ["BUCKETS", "Command"]
 
@@ -67,7 +73,7 @@ class Command(BaseCommand):
             if options["list"]:
                 self._list()
         except DatabaseError as exc:
-            raise CommandError(f"unlock failed: {exc.__class__.__name__}: {exc}") from exc
+            raise CommandError(f"unlock failed: {exc.__class__.__name__}: {printable(exc)}") from exc
 
     def _key(self, kind: str, value: str) -> str:
         try:
@@ -78,7 +84,7 @@ class Command(BaseCommand):
                 return value.strip()
             return ratelimit.subject_key(value)
         except InvalidInput as exc:
-            raise CommandError(f"--{kind} {value!r}: {exc.message}") from exc
+            raise CommandError(f"--{kind} '{printable(value)}': {printable(exc.message)}") from exc
 
     def _clear(self, kind: str, key: str) -> None:
         if kind == "username":
@@ -91,10 +97,10 @@ class Command(BaseCommand):
         if self.verbosity < 1:
             return
         if not any(counts.values()):
-            self.stdout.write(f"{kind} {key}: nothing to clear.")
+            self.stdout.write(f"{kind} {printable(key)}: nothing to clear.")
             return
         detail = ", ".join(f"{count} {event_type}" for event_type, count in counts.items())
-        self.stdout.write(f"Unlocked {kind} {key}: cleared {detail} events.")
+        self.stdout.write(f"Unlocked {kind} {printable(key)}: cleared {detail} events.")
 
     def _list(self) -> None:
         locked = ratelimit.locked_out()
@@ -103,9 +109,11 @@ class Command(BaseCommand):
             return
         self.stdout.write(f"{len(locked)} locked out:")
         who = lockout.describe_keys([subject.key for subject in locked])
-        width = max(len(subject.key) for subject in locked)
+        keys = {subject.key: printable(subject.key) for subject in locked}
+        width = max(len(key) for key in keys.values())  # aligned as shown, escapes included
         for subject in locked:
             self.stdout.write(
-                f"  {subject.event_type:<20} {subject.key:<{width}}  "
-                f"{subject.count} events, retry after {subject.retry_after} s  ({who.get(subject.key, '')})"
+                f"  {printable(subject.event_type):<20} {keys[subject.key]:<{width}}  "
+                f"{subject.count} events, retry after {subject.retry_after} s  "
+                f"({printable(who.get(subject.key, ''))})"
             )

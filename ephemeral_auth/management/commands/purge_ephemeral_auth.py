@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
 from ...services import cleanup
+from ...text import printable
 
 __all__ = ["Command"]
 
@@ -23,7 +24,7 @@ def positive_int(value: str) -> int:
     try:
         number = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+        raise argparse.ArgumentTypeError(f"expected an integer, got '{printable(value)}'") from None
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
     return number
@@ -61,7 +62,7 @@ class Command(BaseCommand):
                 raise CommandError(f"--batch-size: {exc}") from None
 
         def progress(label: str, deleted: int) -> None:
-            self.stdout.write(f"  {label}: {deleted} deleted so far")
+            self.stdout.write(f"  {printable(label)}: {deleted} deleted so far")
 
         try:
             result = cleanup.purge_expired(
@@ -71,7 +72,7 @@ class Command(BaseCommand):
             )
         except DatabaseError as exc:
             # Batches already deleted stay deleted; the next run continues.
-            raise CommandError(f"purge failed: {exc.__class__.__name__}: {exc}") from exc
+            raise CommandError(f"purge failed: {exc.__class__.__name__}: {printable(exc)}") from exc
 
         if verbosity < 1:
             return
@@ -80,5 +81,5 @@ class Command(BaseCommand):
             f"{verb} {sum(result.tokens.values())} expired tokens and {result.events} stale rate-limit events."
         )
         for token_type, count in result.tokens.items():
-            self.stdout.write(f"  {token_type}: {count}")
+            self.stdout.write(f"  {printable(token_type)}: {count}")
         self.stdout.write(f"  rate-limit events: {result.events}")

@@ -211,3 +211,43 @@ def test_a_long_next_is_not_stored(client, oidc_standin):
     authorize(client, next="/" + "a" * 600)
     authorize(client, next="/" + "b" * 400)
     assert sorted(len(v) for v in EphemeralToken.objects.values_list("next_url", flat=True)) == [0, 401]
+
+
+# Look-alike accounts made on purpose cannot hide the real one.
+
+
+def _dotless_variants(local="victim", domain="gmail.com"):
+    """Addresses that PostgreSQL's UPPER (and MariaDB's default collation) equate with the real one."""
+    import itertools
+
+    address = f"{local}@{domain}"
+    spots = [i for i, c in enumerate(address) if c == "i"]
+    for chosen in itertools.product((False, True), repeat=len(spots)):
+        if any(chosen):
+            yield "".join("ı" if i in spots and chosen[spots.index(i)] else c for i, c in enumerate(address))
+
+
+def test_lookalike_accounts_do_not_hide_the_real_one(client, oidc_standin, settings):
+    from ephemeral_auth.services import lockout
+
+    for n, lookalike in enumerate(_dotless_variants()):
+        UserFactory(username=f"decoy{n}", email=lookalike)
+    victim = UserFactory(username="victim", email="victim@gmail.com")
+    victim.save()  # the real row is the one touched last
+    providers(settings, oidc_standin, link_by_verified_email=True)
+    oidc_standin.account.update(sub="victim-sub", email="victim@gmail.com")
+    sign_in(client, oidc_standin)
+    assert client.session[SESSION_KEY] == str(victim.pk)
+    assert lockout.resolve("victim@gmail.com").pk == victim.pk
+
+
+def test_too_many_accounts_sharing_an_address_refuse_rather_than_guess(client, oidc_standin, settings):
+    from ephemeral_auth.services.oidc import MAX_EMAIL_CANDIDATES
+
+    for n in range(MAX_EMAIL_CANDIDATES + 1):
+        spelled = "".join(c.upper() if (n >> i) & 1 else c for i, c in enumerate("crowded"))
+        UserFactory(username=f"crowd{n}", email=f"{spelled}@example.com")
+    providers(settings, oidc_standin, link_by_verified_email=True)
+    oidc_standin.account.update(sub="crowd-sub", email="crowded@example.com")
+    assert error_code(sign_in(client, oidc_standin)) == "account_conflict"
+    assert SESSION_KEY not in client.session

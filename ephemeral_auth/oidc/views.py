@@ -230,6 +230,10 @@ class OIDCCallbackView(OIDCAuthenticationCallbackView):
             return self.login_failure(exc.code)
         except DatabaseError:
             logger.exception("OIDC callback: database error")
+            if self.flow is None:
+                # The state was not consumed: keep the binding cookie, the flow may be
+                # retried (the browser's back button, a reload) once the database is back.
+                self.state = ""
             return self.login_failure("service_unavailable")
 
     def _check_parameters(self, request: HttpRequest) -> None:

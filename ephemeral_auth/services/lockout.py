@@ -80,6 +80,10 @@ DEVICE_PREFIX = "d:"
 PAIR_SEPARATOR = "|"
 # Room for "|" and the longest IP key inside the 254-character key column.
 MAX_SUBJECT_LENGTH = 200
+# Rows read to resolve an identifier: username matches first, then every account whose
+# address the database equates with it (re-checked in Python). Look-alike accounts made on
+# purpose cannot push the real one out of a small window; past the bound nobody is named.
+MAX_CANDIDATES = 20
 
 
 account_key = ratelimit.account_key
@@ -190,10 +194,11 @@ def _candidates(identifier: str) -> Any:
             _ea_email_at=F("two_factor__email_confirmed_at"),
             _ea_changed_at=F("two_factor__changed_at"),
         )
+        .order_by("-_ea_named", "pk")
         .values_list(
             "_ea_pk", "_ea_name", "_ea_named", "_ea_totp", "_ea_email", "_ea_codes", "_ea_address",
             "_ea_totp_at", "_ea_email_at", "_ea_changed_at",
-        )[:3]
+        )[:MAX_CANDIDATES]
     )
 
 
@@ -215,6 +220,8 @@ def _pick(rows: list[Any], identifier: str) -> Account | None:
     elif named:
         matches = named
     else:
+        if len(rows) >= MAX_CANDIDATES:
+            return None
         folded = fold(identifier)
         matches = [row for row in rows if isinstance(row[6], str) and row[6] and fold(row[6]) == folded]
     if len(matches) != 1:

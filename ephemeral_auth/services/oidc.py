@@ -81,6 +81,9 @@ MODES = ("session", "spa")
 MAX_STATE_LENGTH = 512
 MAX_CODE_LENGTH = 2048
 MAX_ERROR_LENGTH = 256
+# Accounts whose address the database equates with a claimed one (case, a collation's
+# look-alikes), all re-checked in Python; more than this is refused (account_conflict).
+MAX_EMAIL_CANDIDATES = 50
 
 # RFC 7636 section 4.1: unreserved characters only.
 _PKCE_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
@@ -358,10 +361,16 @@ def users_to_link(provider: Provider, claims: Mapping[str, Any]) -> list[Abstrac
     if not email:
         return []
     wanted = fold(email)
-    matches = [
-        user for user in user_model._default_manager.filter(**{f"{email_field}__iexact": email})[:5]
-        if fold(str(getattr(user, email_field, "") or "")) == wanted
-    ]
+    # Every candidate the database equates with the address is re-checked, not a few of
+    # them: look-alike accounts (created on purpose) must not hide the real one. Past
+    # the bound, refuse rather than guess.
+    found = list(user_model._default_manager.filter(**{f"{email_field}__iexact": email}).order_by("pk")[
+        : MAX_EMAIL_CANDIDATES + 1
+    ])
+    if len(found) > MAX_EMAIL_CANDIDATES:
+        logger.warning("OIDC %s: too many accounts share an address up to case; refused", provider.slug)
+        raise OIDCError("account_conflict")
+    matches = [user for user in found if fold(str(getattr(user, email_field, "") or "")) == wanted]
     if not matches:
         return []
     if not verified_email(provider, claims):

@@ -1,6 +1,6 @@
 """Real servers for the end-to-end suite: the OpenID provider, gunicorn, a cuttable TCP proxy.
 
-Shared by tests/e2e/test_oidc_e2e.py, test_restart.py, test_outage.py and test_multiworker.py
+Shared by tests/e2e/test_oidc_e2e.py, test_oidc_hostile.py, test_restart.py, test_outage.py and test_multiworker.py
 (the session-wide fixtures built on them live in tests/e2e/conftest.py).
 Every wait has a deadline, so a server that does not come up fails the test
 instead of hanging the suite.
@@ -8,7 +8,10 @@ instead of hanging the suite.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -30,6 +33,7 @@ __all__ = [
     "PROVIDER_DIR",
     "ROOT",
     "SECOND_CLIENT",
+    "SHARED_CLIENT",
     "TESTSERVER_CALLBACK",
     "USER_PASSWORD",
     "Forms",
@@ -37,8 +41,11 @@ __all__ = [
     "JsonClient",
     "Provider",
     "TcpProxy",
+    "binding_cookie_name",
+    "callback_url",
     "create_totp_user",
     "example_env",
+    "exchange_cookie_name",
     "free_port",
     "fresh_mariadb_database",
     "fresh_postgres_database",
@@ -47,6 +54,7 @@ __all__ = [
     "parse_forms",
     "postgres_admin_url",
     "provider_login",
+    "start_provider",
     "stop",
     "wait_for_http",
 ]
@@ -56,7 +64,32 @@ PROVIDER_DIR = Path(__file__).resolve().parent / "oidc_provider"
 
 CLIENT = {"client_id": "ea-e2e", "client_secret": "ea-e2e-secret-0123456789"}
 SECOND_CLIENT = {"client_id": "ea-e2e-second", "client_secret": "ea-e2e-second-secret-0123456789"}
+# Registered with the shared (pre-0.2) callback only: for the providers with "shared_callback": true.
+SHARED_CLIENT = {"client_id": "ea-e2e-shared", "client_secret": "ea-e2e-shared-secret-0123456789"}
+# The shared callback of the in-process relying party (Django's test client).
 TESTSERVER_CALLBACK = "http://testserver/api/auth/oidc/callback/"
+
+
+def callback_url(base_url: str, provider: str | None = None) -> str:
+    """The redirect_uri the relying party at ``base_url`` sends: ``provider``'s own, or the shared one (None)."""
+    if provider is None:
+        return f"{base_url}/api/auth/oidc/callback/"
+    return f"{base_url}/api/auth/oidc/{provider}/callback/"
+
+
+# The relying party's cookies, named as docs/oidc.md says (computed here, not imported from the app).
+
+
+def binding_cookie_name(state: str, *, secure: bool = False) -> str:
+    """The binding cookie of the flow whose state this is: ``ephemeral_auth_oidc_<16 hex of sha256(state)>``."""
+    name = "ephemeral_auth_oidc_" + hashlib.sha256(state.encode()).hexdigest()[:16]
+    return f"__Host-{name}" if secure else name
+
+
+def exchange_cookie_name(token: str, *, secure: bool = False) -> str:
+    """The cookie binding an SPA exchange token: ``ephemeral_auth_oidc_x<15 hex of sha256(token)>``."""
+    name = "ephemeral_auth_oidc_x" + hashlib.sha256(token.encode()).hexdigest()[:15]
+    return f"__Host-{name}" if secure else name
 
 
 def free_port() -> int:
@@ -95,10 +128,11 @@ def stop(process: subprocess.Popen) -> None:
 
 
 class Provider:
-    """The running oidc-provider: its issuer and clients."""
+    """The running oidc-provider: its issuer and clients; ``log``: its stdout and stderr."""
 
-    def __init__(self, issuer: str) -> None:
+    def __init__(self, issuer: str, log: Path | None = None) -> None:
         self.issuer = issuer
+        self.log = log
 
     @property
     def discovery_url(self) -> str:
@@ -106,6 +140,33 @@ class Provider:
 
     def settings(self, client: dict[str, str] = CLIENT, **overrides: Any) -> dict[str, Any]:
         return {"name": "Test IdP", "discovery_url": self.discovery_url, **client, **overrides}
+
+    def logged_requests(self, endpoint: str) -> list[str]:
+        """The lines ``request <endpoint> <status> client_id=...`` (started with OIDC_LOG_REQUESTS=1)."""
+        assert self.log is not None
+        prefix = f"request {endpoint} "
+        return [line for line in self.log.read_text().splitlines() if line.startswith(prefix)]
+
+
+def start_provider(clients: list[dict[str, Any]], *, log: Path) -> tuple[subprocess.Popen, Provider]:
+    """Start provider.mjs on a free loopback port with ``clients`` (request log on); wait until it listens.
+
+    The caller stops the process (:func:`stop`).
+    """
+    node = shutil.which("node")
+    if node is None or not (PROVIDER_DIR / "node_modules" / "oidc-provider").is_dir():
+        pytest.fail("the test provider is not installed: run `npm ci` in tests/e2e/oidc_provider (.ci/e2e-setup.sh)")
+    port = free_port()
+    env = {**os.environ, "OIDC_PORT": str(port), "OIDC_CLIENTS": json.dumps(clients), "OIDC_LOG_REQUESTS": "1"}
+    with log.open("w") as output:
+        process = subprocess.Popen([node, "provider.mjs"], cwd=PROVIDER_DIR, env=env, stdout=output, stderr=output)
+    deadline = time.monotonic() + 30
+    while "listening" not in log.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop(process)
+            pytest.fail(f"the OpenID provider did not start:\n{log.read_text()}")
+        time.sleep(0.05)
+    return process, Provider(f"http://127.0.0.1:{port}", log)
 
 
 class Forms(HTMLParser):

@@ -93,6 +93,18 @@ def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
                 hint="0 turns the device cookie off (DEVICE_COOKIE_AGE), or asks for the password for "
                      "every 2FA change while 2FA is off (REAUTHENTICATION_WINDOW).",
                 id="ephemeral_auth.E021"))
+    timeout = conf.get("OIDC_DISCOVERY_TIMEOUT")
+    if not (isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0):
+        errors.append(Error(
+            "EPHEMERAL_AUTH_OIDC_DISCOVERY_TIMEOUT must be a number of seconds above 0.",
+            hint="A few seconds: an anonymous GET of authorize/ waits for the discovery fetch (default 5).",
+            id="ephemeral_auth.E023"))
+    failure_ttl = conf.get("OIDC_FAILURE_CACHE_TTL")
+    if not (isinstance(failure_ttl, (int, float)) and not isinstance(failure_ttl, bool) and failure_ttl >= 0):
+        errors.append(Error(
+            "EPHEMERAL_AUTH_OIDC_FAILURE_CACHE_TTL must be a number of seconds, 0 or more.",
+            hint="How long a failed discovery or JWKS fetch is remembered (default 30; 0 turns it off).",
+            id="ephemeral_auth.E023"))
     tolerance = conf.get("TOTP_TOLERANCE")
     if not (isinstance(tolerance, int) and 0 <= tolerance <= 10):
         errors.append(Error("EPHEMERAL_AUTH_TOTP_TOLERANCE must be an int from 0 to 10.", id="ephemeral_auth.E011"))

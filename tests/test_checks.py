@@ -556,3 +556,12 @@ def test_device_cookie_age_and_reauthentication_window_must_be_seconds(settings,
     assert ids(check_settings()) == ["ephemeral_auth.E021"]
     setattr(settings, f"EPHEMERAL_AUTH_{name}", 0)
     assert check_settings() == []
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("OIDC_DISCOVERY_TIMEOUT", 0), ("OIDC_DISCOVERY_TIMEOUT", "5"), ("OIDC_DISCOVERY_TIMEOUT", None),
+    ("OIDC_FAILURE_CACHE_TTL", -1), ("OIDC_FAILURE_CACHE_TTL", "30"), ("OIDC_FAILURE_CACHE_TTL", True),
+])
+def test_oidc_fetch_timeouts_must_be_seconds(settings, name, value):
+    setattr(settings, f"EPHEMERAL_AUTH_{name}", value)
+    assert ids(check_settings()) == ["ephemeral_auth.E023"]

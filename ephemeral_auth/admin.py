@@ -41,6 +41,7 @@ from . import clock, conf
 from .exceptions import EphemeralAuthError
 from .models import EphemeralToken, EventType, OIDCIdentity, RateLimitEvent, RecoveryCode, UserTwoFactor
 from .services import lockout, ratelimit
+from .text import printable
 from .views.html_account import LoginView, safe_next_url
 
 __all__ = [
@@ -314,7 +315,10 @@ class RateLimitEventAdmin(ReadOnlyAdmin):
                 "event_type": subject.event_type,
                 "label": labels.get(subject.event_type, subject.event_type),
                 "key": subject.key,
-                "who": who.get(subject.key, subject.key),
+                # Escaped: a bidi override or a zero-width character in a typed name must not
+                # reorder or hide what the page says (HTML escaping does not cover those).
+                "who": printable(who.get(subject.key, subject.key)),
+                "shown_key": printable(subject.key),
                 "count": subject.count,
                 "limit": conf.rate_limit(subject.event_type).limit,
                 "retry_after": subject.retry_after,

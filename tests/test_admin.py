@@ -542,3 +542,11 @@ def test_oidc_identities_list_and_search(admin_client, user, other_user):
     response = admin_client.get(url, {"provider": "gitlab"})
     assert [i.user_id for i in response.context["cl"].result_list] == [other_user.pk]
     assert "gitlab" in response.content.decode()
+
+
+def test_locked_out_page_escapes_bidi_and_invisible_characters(admin_client, frozen):
+    key = ratelimit.subject_key("n:admin\u202egnp.exe\u200b")
+    fill(EventType.LOGIN_USER_IP, key, 10, frozen)
+    html = admin_client.get(reverse(LOCKED_OUT)).content.decode()
+    assert "\u202e" not in html.split('name="key"')[0]  # shown escaped (the unlock form keeps the raw key)
+    assert "\\u202e" in html and "\\u200b" in html

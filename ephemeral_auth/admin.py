@@ -502,10 +502,10 @@ class RecoveryCodeAdmin(ReadOnlyAdmin):
 class OIDCIdentityAdmin(ReadOnlyAdmin):
     """Links between a provider's subject and a local user; deleting one unlinks it."""
 
-    list_display = ("provider", "subject", "user", "email", "created_at", "last_login_at")
+    list_display = ("provider", "issuer", "subject", "user", "email", "created_at", "last_login_at")
     list_filter = ("provider",)
     list_select_related = ("user",)
-    search_fields = ("provider", "subject", "email")
+    search_fields = ("provider", "issuer", "subject", "email")
     ordering = ("-id",)
     fields = list_display
     readonly_fields = fields

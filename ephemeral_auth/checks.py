@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -94,13 +95,14 @@ def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
                      "every 2FA change while 2FA is off (REAUTHENTICATION_WINDOW).",
                 id="ephemeral_auth.E021"))
     timeout = conf.get("OIDC_DISCOVERY_TIMEOUT")
-    if not (isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0):
+    if not (isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and 0 < timeout < math.inf):
         errors.append(Error(
             "EPHEMERAL_AUTH_OIDC_DISCOVERY_TIMEOUT must be a number of seconds above 0.",
             hint="A few seconds: an anonymous GET of authorize/ waits for the discovery fetch (default 5).",
             id="ephemeral_auth.E023"))
     failure_ttl = conf.get("OIDC_FAILURE_CACHE_TTL")
-    if not (isinstance(failure_ttl, (int, float)) and not isinstance(failure_ttl, bool) and failure_ttl >= 0):
+    numeric = isinstance(failure_ttl, (int, float)) and not isinstance(failure_ttl, bool)
+    if not (numeric and 0 <= failure_ttl < math.inf):
         errors.append(Error(
             "EPHEMERAL_AUTH_OIDC_FAILURE_CACHE_TTL must be a number of seconds, 0 or more.",
             hint="How long a failed discovery or JWKS fetch is remembered (default 30; 0 turns it off).",
@@ -343,8 +345,9 @@ def _check_oidc_urls() -> list[Any]:
     callback = conf.get("OIDC_CALLBACK_URL")
     if not _reverses(callback):
         return [Error(
-            f"EPHEMERAL_AUTH_OIDC_CALLBACK_URL {callback!r} is not a URL name of this project: every OIDC "
-            "sign-in would fail with provider_misconfigured (no redirect_uri can be built).",
+            f"EPHEMERAL_AUTH_OIDC_CALLBACK_URL {callback!r} is not a URL name of this project: sign-ins "
+            "through providers with shared_callback (the OIDC_* provider among them) would fail with "
+            "provider_misconfigured (no redirect_uri can be built).",
             hint='Mount the JSON API (path("api/auth/", include("ephemeral_auth.api_urls"))) and leave '
                  'EPHEMERAL_AUTH_OIDC_CALLBACK_URL at its default "ephemeral_auth_api:oidc_callback", or set '
                  "it to the URL name (not a path) of your own callback view.",

@@ -45,7 +45,7 @@ FUZZ_EXAMPLES = int(os.environ.get("EPHEMERAL_AUTH_FUZZ_EXAMPLES", "300"))
 SPEC = json.loads((Path(__file__).resolve().parent.parent / "docs" / "openapi.json").read_text(encoding="utf-8"))
 PREFIX = SPEC["servers"][0]["url"]
 # authorize/ and callback/ are browser navigations (302 or Django's plain pages), not JSON.
-NAVIGATIONS = {"/oidc/callback/", "/oidc/{provider}/authorize/"}
+NAVIGATIONS = {"/oidc/callback/", "/oidc/{provider}/authorize/", "/oidc/{provider}/callback/"}
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 TABLES = {
     "EphemeralToken": EphemeralToken,

@@ -10,7 +10,7 @@ expiry. This subclass, through the library's documented hooks only:
   ``exp``/``iat``/``sub``, and the ``nonce`` against the one held in the database
   (constant-time, with its own error code);
 * caches the JWKS (refetched once on an unknown ``kid``: key rotation);
-* resolves users by the (provider, subject) link first, then by a verified
+* resolves users by the (issuer, subject) link first, then by a verified
   email, then by creating an account (``services.oidc``);
 * turns every failure into an OIDCError with a stable code.
 
@@ -254,7 +254,7 @@ class OIDCBackend(OIDCAuthenticationBackend):
         return True
 
     def filter_users_by_claims(self, claims: dict[str, Any]) -> list[AbstractBaseUser]:  # type: ignore[override]
-        """Return the user linked to (provider, sub), else the account a verified email links to."""
+        """Return the user linked to (issuer, sub), else the account a verified email links to (if allowed)."""
         provider = self._provider()
         linked = oidc_service.find_linked_user(provider, claims["sub"], issuer=str(claims["iss"]))
         self._linked = linked is not None

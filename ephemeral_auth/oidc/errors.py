@@ -38,7 +38,14 @@ MESSAGES: dict[str, Any] = {
     "missing_claims": _("The identity provider did not share the information needed to sign you in."),
     # Accounts
     "email_not_verified": _("Your email address is not verified at the identity provider."),
-    "account_exists": _("An account with this email address already exists. Sign in to it first to link it."),
+    "account_exists": _(
+        "An account with this email address already exists. Sign in to it with its password, "
+        "or ask an administrator to allow this sign-in method for it."
+    ),
+    "provider_mismatch": _(
+        "The answer of the identity provider came back to another sign-in method than the one you chose. "
+        "Please start again."
+    ),
     "account_conflict": _("This identity cannot be linked to an account here."),
     "account_not_found": _("There is no account for this identity."),
     "account_inactive": _("This account is disabled."),

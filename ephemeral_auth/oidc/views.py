@@ -193,7 +193,10 @@ class OIDCAuthorizeView(OIDCAuthenticationRequestView):
 
 
 class OIDCCallbackView(OIDCAuthenticationCallbackView):
-    """``GET oidc/callback/?code=&state=``: consume the flow, authenticate, hand off."""
+    """``GET oidc/<provider>/callback/?code=&state=`` (or the shared ``oidc/callback/``).
+
+    Consume the flow, authenticate, hand off.
+    """
 
     http_method_names = ["get"]
 

@@ -443,7 +443,7 @@ def unlock_username(username: str) -> dict[str, int]:
 def unlock_address(ip: str) -> dict[str, int]:
     """Clear every bucket of a client address (its key: ``ratelimit.ip_key``): its own, and its pairs."""
     return _merge(
-        _clear((EventType.LOGIN_IP, EventType.PASSWORD_RESET_IP), Q(key=ip)),
+        _clear((EventType.LOGIN_IP, EventType.PASSWORD_RESET_IP, EventType.OIDC_AUTHORIZE), Q(key=ip)),
         _clear((EventType.LOGIN_USER_IP,), Q(key__endswith=PAIR_SEPARATOR + ip)),
     )
 

@@ -11,8 +11,12 @@ Security reasoning (docs/oidc.md has the long form):
 * Each flow is bound to the browser that started it by an HttpOnly cookie
   whose digest is a WHERE-clause binding of the state: a callback URL replayed
   in another browser (login CSRF: an attacker's own code and state sent to a
-  victim) matches no row, consumes nothing and logs nobody in. All flows of one
-  browser share the cookie's value, so tabs do not evict each other.
+  victim) matches no row, consumes nothing and logs nobody in. Every flow gets
+  a cookie of its own with a fresh value (never one the request brought, which
+  a sibling subdomain could have planted), so tabs do not evict each other.
+* Each provider has its own callback URL, and the state names its provider:
+  a response that comes back to another provider's callback (a mix-up) is
+  refused. Identities are (issuer, ``sub``), compared byte for byte.
 * The state is consumed (one atomic DELETE) before any network call, also on
   an ``?error=`` callback: a code or state can be presented once.
 * An account is linked by email only when the provider asserts the address is

@@ -30,7 +30,7 @@ __all__ = ["BUCKETS", "Command"]
 BUCKETS: dict[str, tuple[str, ...]] = {
     "username": (EventType.LOGIN_ATTEMPT, EventType.LOGIN_USER_IP, EventType.TWO_FA_ATTEMPT, EventType.EMAIL_SEND),
     "email": (EventType.PASSWORD_RESET_SEND,),
-    "ip": (EventType.LOGIN_IP, EventType.LOGIN_USER_IP, EventType.PASSWORD_RESET_IP),
+    "ip": (EventType.LOGIN_IP, EventType.LOGIN_USER_IP, EventType.PASSWORD_RESET_IP, EventType.OIDC_AUTHORIZE),
 }
 
 
@@ -99,7 +99,7 @@ class Command(BaseCommand):
         if not any(counts.values()):
             self.stdout.write(f"{kind} {printable(key)}: nothing to clear.")
             return
-        detail = ", ".join(f"{count} {event_type}" for event_type, count in counts.items())
+        detail = ", ".join(f"{count} {event_type}" for event_type, count in counts.items() if count)
         self.stdout.write(f"Unlocked {kind} {printable(key)}: cleared {detail} events.")
 
     def _list(self) -> None:

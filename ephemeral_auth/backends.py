@@ -144,10 +144,10 @@ class GuardBackend(BaseBackend):
         try:
             found = _run_backends(request, credentials)
         except PermissionDenied:
-            self._failed(request, attempt)
+            attempt.signal_failure(request)
             raise
         if found is None:
-            self._failed(request, attempt)
+            attempt.signal_failure(request)
             raise PermissionDenied
         user, path = found
         if attempt.account is None or attempt.account.pk != user.pk:
@@ -163,14 +163,6 @@ class GuardBackend(BaseBackend):
         attempt.succeeded()
         setattr(user, INNER_BACKEND_ATTRIBUTE, path)
         return user
-
-    @staticmethod
-    def _failed(request: HttpRequest | None, attempt: lockout.PasswordAttempt) -> None:
-        from .models import RateLimitEvent
-        from .signals import user_locked_out
-
-        for bucket in attempt.failed():
-            user_locked_out.send(sender=RateLimitEvent, event_type=bucket.event_type, key=bucket.key, request=request)
 
     def get_user(self, user_id: Any) -> Any:
         """Load a session's user through the backends after this one (sessions from before the rewrite)."""

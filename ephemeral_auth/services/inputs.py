@@ -8,13 +8,24 @@ truncates or errors on oversize values).
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 from django.utils.translation import gettext
 
 from ..exceptions import InvalidInput
 
-__all__ = ["clean_text", "is_plain_text"]
+__all__ = ["clean_text", "fold", "is_plain_text"]
+
+
+def fold(value: str) -> str:
+    """The one normalisation of names and addresses compared in Python: NFKC, then casefold.
+
+    Used wherever the database found candidates with its own, looser or
+    stricter, collation (login identifiers, OIDC email linking, password
+    reset), so every backend decides the same way.
+    """
+    return unicodedata.normalize("NFKC", value).casefold()
 
 
 def is_plain_text(value: Any, *, max_length: int) -> bool:

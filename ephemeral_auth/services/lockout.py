@@ -38,8 +38,6 @@ bucket (event type)           key                         default
 from __future__ import annotations
 
 import hashlib
-import logging
-import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timezone as dt_timezone
@@ -48,13 +46,15 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core import signing
 from django.core.exceptions import FieldDoesNotExist
+from django.db import router
 from django.db.models import BooleanField, Exists, ExpressionWrapper, F, OuterRef, Q, Value
 from django.utils import timezone
 
 from .. import clock, conf, crypto
-from ..models import EventType, RecoveryCode, UserTwoFactor
+from ..models import EventType, RateLimitEvent, RecoveryCode, UserTwoFactor
+from ..signals import user_locked_out
 from . import ratelimit
-from .inputs import is_plain_text
+from .inputs import fold, is_plain_text
 from .two_factor import fingerprint
 
 __all__ = [
@@ -70,8 +70,6 @@ __all__ = [
     "resolve",
     "trusted_device",
 ]
-
-logger = logging.getLogger("ephemeral_auth.lockout")
 
 ACCOUNT_PREFIX = "u:"
 NAME_PREFIX = "n:"
@@ -122,11 +120,6 @@ def buckets(subject: str, ip: str, *, device: str | None = None) -> list[tuple[s
 
 
 # Which account an identifier names.
-
-
-def fold(value: str) -> str:
-    """The one normalisation of names and addresses compared in Python: NFKC, then casefold."""
-    return unicodedata.normalize("NFKC", value).casefold()
 
 
 @dataclass(frozen=True)
@@ -271,10 +264,7 @@ class PasswordAttempt:
     """
 
     provisional: ratelimit.Provisional
-    subject: str
     account: Account | None
-    ip: str
-    device: str | None
 
     def failed(self) -> list[ratelimit.Bucket]:
         """Return the buckets this failure filled (for ``user_locked_out``); the rows stay."""
@@ -283,6 +273,11 @@ class PasswordAttempt:
             for bucket, seen in zip(self.provisional.buckets, self.provisional.counts, strict=True)
             if seen == bucket.limit
         ]
+
+    def signal_failure(self, request: Any) -> None:
+        """A wrong password: the rows stay; send ``user_locked_out`` for each bucket it filled."""
+        for bucket in self.failed():
+            user_locked_out.send(sender=RateLimitEvent, event_type=bucket.event_type, key=bucket.key, request=request)
 
     def succeeded(self) -> None:
         """A right password is no failure: withdraw exactly this attempt's rows (one DELETE)."""
@@ -307,7 +302,6 @@ def begin(identifier: str | None, *, ip: str, device_cookie: Any = "", now: date
     account: Account | None = None
     device: str | None = None
     if identifier is None:
-        subject = ""
         chosen = [(EventType.LOGIN_IP.value, ip)]
     else:
         typed = name_key(identifier)  # validates the identifier before any statement
@@ -318,7 +312,7 @@ def begin(identifier: str | None, *, ip: str, device_cookie: Any = "", now: date
         chosen = buckets(subject, ip, device=device)
     provisional = ratelimit.record_first(chosen, now=now)
     provisional.confirm()
-    return PasswordAttempt(provisional=provisional, subject=subject, account=account, ip=ip, device=device)
+    return PasswordAttempt(provisional=provisional, account=account)
 
 
 def check_account(pk: Any, *, ip: str, device_cookie: Any = "", now: datetime | None = None) -> None:
@@ -394,10 +388,6 @@ def remember_device(value: Any, pk: Any, *, now: datetime | None = None) -> str 
 
 
 def _clear(event_types: tuple[str, ...], condition: Q) -> dict[str, int]:
-    from django.db import router
-
-    from ..models import RateLimitEvent
-
     alias = router.db_for_write(RateLimitEvent)
     cleared: dict[str, int] = {}
     for event_type in event_types:

@@ -68,7 +68,7 @@ from ..exceptions import (
     TwoFactorUnavailable,
 )
 from ..models import EphemeralToken, RateLimitEvent, RecoveryCode, TokenType, UserTwoFactor
-from ..signals import two_factor_failed, two_factor_verified, user_locked_out
+from ..signals import two_factor_failed, two_factor_verified
 from . import lockout, tokens
 from .inputs import clean_text, is_plain_text
 from .two_factor import (
@@ -206,12 +206,6 @@ def _state_of(account: lockout.Account | None, user: AbstractBaseUser) -> TwoFac
     )
 
 
-def _note_lockouts(attempt: lockout.PasswordAttempt, request: HttpRequest) -> None:
-    """Send ``user_locked_out`` for each bucket this failure filled."""
-    for bucket in attempt.failed():
-        user_locked_out.send(sender=RateLimitEvent, event_type=bucket.event_type, key=bucket.key, request=request)
-
-
 def password_login(
     request: HttpRequest,
     *,
@@ -251,7 +245,7 @@ def password_login(
     finally:
         delattr(request, ATTEMPT_ATTRIBUTE)
     if user is None or (allowed is not None and not allowed(user)):
-        _note_lockouts(attempt, request)
+        attempt.signal_failure(request)
         raise InvalidCredentials()
     if attempt.account is None or attempt.account.pk != user.pk:
         # authenticate() accepted an identifier that the lookup did not tie to

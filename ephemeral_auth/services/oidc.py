@@ -48,8 +48,7 @@ from ..models import EventType, OIDCIdentity, RecoveryCode, TokenType, UserTwoFa
 from ..oidc import providers
 from ..oidc.providers import Provider
 from . import ratelimit, tokens
-from .inputs import is_plain_text
-from .lockout import fold
+from .inputs import fold, is_plain_text
 from .two_factor import TwoFactorState, state_from_row, user_email
 
 if TYPE_CHECKING:
@@ -352,7 +351,7 @@ def users_to_link(provider: Provider, claims: Mapping[str, Any]) -> list[Abstrac
     Linking by email is opt-in per provider (``link_by_verified_email``,
     off by default) and only for a provider-verified address. The database
     finds candidates case-insensitively; each is then re-checked in Python
-    under one normalisation (``lockout.fold``: NFKC, then casefold), so a
+    under one normalisation (``inputs.fold``: NFKC, then casefold), so a
     look-alike such as a dotless "ı" that a collation equates with "i" links
     nothing. Staff and superuser accounts are never linked by email unless
     the provider's ``link_staff_by_verified_email`` says so. An address that

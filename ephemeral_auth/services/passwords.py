@@ -33,7 +33,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import unicodedata
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -53,7 +52,7 @@ from .. import clock, conf
 from ..exceptions import InvalidInput, InvalidPassword, InvalidToken, RateLimited
 from ..models import EphemeralToken, EventType, TokenType
 from . import ratelimit, tokens
-from .inputs import clean_text
+from .inputs import clean_text, fold
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -206,14 +205,10 @@ def eligible_users(email: str) -> list[AbstractBaseUser]:
     """
     user_model = get_user_model()
     field = user_model.get_email_field_name()
-    folded = _fold(email)
+    folded = fold(email)
     candidates = user_model._default_manager.filter(**{f"{field}__iexact": email, "is_active": True})
     # iexact is collation-dependent; compare once more the Unicode way (as Django does).
-    return [u for u in candidates if u.has_usable_password() and _fold(getattr(u, field) or "") == folded]
-
-
-def _fold(value: str) -> str:
-    return unicodedata.normalize("NFKC", value).casefold()
+    return [u for u in candidates if u.has_usable_password() and fold(getattr(u, field) or "") == folded]
 
 
 def deliver_password_reset(*, email: str, link: str) -> int:

@@ -21,6 +21,7 @@ from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 
 from .. import conf
+from ..services import two_factor
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -158,15 +159,11 @@ def login_step_redirect(request: HttpRequest, step: LoginStep, *, next_url: str)
 
 def session_proof(request: HttpRequest) -> Any:
     """Return what this session proves (``services.two_factor.Proof``), for the services to judge."""
-    from ..services import two_factor
-
     return two_factor.session_proof(request)
 
 
 def save_proof(request: HttpRequest, proof: Any) -> None:
     """Store a password confirmed by a service as the session's new sign-in time."""
-    from ..services import two_factor
-
     if proof.renewed_at is not None and hasattr(request, "session"):
         request.session[two_factor.AUTHENTICATED_AT_KEY] = int(proof.renewed_at)
 
@@ -180,8 +177,6 @@ def remark_session(request: HttpRequest, *, verified: bool | None = None) -> Non
     Every other session's fingerprint no longer matches: the middleware ends
     them. One SELECT (the configuration, read back from the database).
     """
-    from ..services import two_factor
-
     user = request.user
     keep = bool(getattr(request, "two_factor_verified", False)) if verified is None else verified
     two_factor.mark_session(request, user, two_factor.load_state(user), verified=keep)  # type: ignore[arg-type]

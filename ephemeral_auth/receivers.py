@@ -9,11 +9,13 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY
 from django.contrib.auth.signals import user_logged_in
+from django.db.backends.signals import connection_created
 from django.db.models.signals import post_save, pre_delete, pre_save
 from django.dispatch import receiver
 
 from . import clock
 from .backends import GUARD_BACKEND, INNER_BACKEND_ATTRIBUTE, REMEMBER_DEVICE_ATTRIBUTE
+from .services import engine
 from .services.two_factor import AUTHENTICATED_AT_KEY, check_email_change
 
 
@@ -86,3 +88,7 @@ def keep_two_factor_address(
     if raw or instance.pk is None:
         return
     check_email_change(instance, using=using, update_fields=update_fields)
+
+
+# --- Clusters (docs/clusters.md): recognise a Galera node when a connection is made.
+connection_created.connect(engine.note_connection, dispatch_uid="ephemeral_auth.note_connection")

@@ -139,8 +139,19 @@ status() {
   done
 }
 
+deps() {
+  if [ -x /usr/sbin/mariadbd ] && [ -f /usr/lib/galera/libgalera_smm.so ] && command -v rsync >/dev/null; then
+    return 0
+  fi
+  say "installing mariadb-server, galera-4 and rsync (apt-get)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq mariadb-server galera-4 rsync >/dev/null
+}
+
 case "${1:-}" in
   start)
+    deps
     for n in "${NODES[@]}"; do init_node "$n"; done
     if running 1 || running 2 || running 3; then
       for n in "${NODES[@]}"; do running "$n" || start_node "$n"; done

@@ -69,7 +69,7 @@ from ..exceptions import (
 )
 from ..models import EphemeralToken, RateLimitEvent, RecoveryCode, TokenType, UserTwoFactor
 from ..signals import two_factor_failed, two_factor_verified
-from . import lockout, tokens
+from . import engine, lockout, tokens
 from .inputs import clean_text, is_plain_text
 from .two_factor import (
     METHODS,
@@ -332,15 +332,16 @@ def _login_unit(request: HttpRequest, *models: Any) -> Iterator[_Unit]:
         key: request.META[key] for key in ("CSRF_COOKIE", "CSRF_COOKIE_NEEDS_UPDATE") if key in request.META
     }
     try:
-        with writes_together(*models):
+        # On a Galera cluster the COMMIT decides a race; losing it is losing the token.
+        with engine.conflict_as(InvalidToken), writes_together(*models):
             yield unit
     except BaseException:
         # The login did not happen: no device cookie for it either (receivers.remember_login).
         request.__dict__.pop(REMEMBER_DEVICE_ATTRIBUTE, None)
         if unit.logging_in:
             if hasattr(request, "session"):
-                engine = import_module(settings.SESSION_ENGINE)
-                request.session = engine.SessionStore()
+                session_engine = import_module(settings.SESSION_ENGINE)
+                request.session = session_engine.SessionStore()
             request.user = AnonymousUser()
             for key in ("CSRF_COOKIE", "CSRF_COOKIE_NEEDS_UPDATE"):
                 request.META.pop(key, None)

@@ -47,7 +47,7 @@ from ..exceptions import InvalidToken, OIDCError
 from ..models import EventType, OIDCIdentity, RecoveryCode, TokenType, UserTwoFactor
 from ..oidc import providers
 from ..oidc.providers import Provider
-from . import ratelimit, tokens
+from . import engine, ratelimit, tokens
 from .inputs import fold, is_plain_text
 from .two_factor import TwoFactorState, state_from_row, user_email
 
@@ -403,7 +403,10 @@ def link_identity(user: AbstractBaseUser, provider: Provider, claims: Mapping[st
     issuer = normalise_issuer(str(claims.get("iss") or ""))
     subject = claims["sub"]
     try:
-        with transaction.atomic(using=OIDCIdentity.objects.db):
+        with (
+            engine.conflict_as(lambda: OIDCError("account_conflict")),
+            transaction.atomic(using=OIDCIdentity.objects.db),
+        ):
             return OIDCIdentity.objects.create(
                 user=user,  # type: ignore[misc]
                 provider=provider.slug,
@@ -459,7 +462,10 @@ def create_user(provider: Provider, claims: Mapping[str, Any]) -> AbstractBaseUs
         if value and _has_field(user_model, name):
             fields[name] = value
     try:
-        with transaction.atomic(using=user_model._default_manager.db):
+        with (
+            engine.conflict_as(lambda: OIDCError("account_conflict")),
+            transaction.atomic(using=user_model._default_manager.db),
+        ):
             user = user_model._default_manager.create_user(username, **fields)  # type: ignore[attr-defined]
             user.set_unusable_password()
             user.save(update_fields=["password"])

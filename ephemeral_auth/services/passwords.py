@@ -43,7 +43,7 @@ from django.contrib.auth import get_user_model, password_validation
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured, ValidationError
 from django.core.mail import EmailMultiAlternatives
 from django.core.validators import validate_email
-from django.db import connections, router, transaction
+from django.db import DatabaseError, connections, router, transaction
 from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
 from django.utils.module_loading import import_string
@@ -51,7 +51,7 @@ from django.utils.module_loading import import_string
 from .. import clock, conf
 from ..exceptions import InvalidInput, InvalidPassword, InvalidToken, RateLimited
 from ..models import EphemeralToken, EventType, TokenType
-from . import ratelimit, tokens
+from . import engine, ratelimit, tokens
 from .inputs import clean_text, fold
 
 if TYPE_CHECKING:
@@ -219,7 +219,14 @@ def deliver_password_reset(*, email: str, link: str) -> int:
     """
     sent = 0
     for user in eligible_users(email):
-        issued = _issue_revoking_older(user)
+        try:
+            issued = _issue_revoking_older(user)
+        except DatabaseError as exc:
+            if not engine.is_conflict(exc):
+                raise
+            # A parallel request for the same account, on another node, won: its link is the one mailed.
+            logger.info("password reset for user #%s: a parallel request issued the link", user.pk)
+            continue
         try:
             _send(user, link.replace(TOKEN_PLACEHOLDER, issued.raw))
         except Exception:
@@ -294,7 +301,11 @@ def confirm_reset(raw: Any, new_password: Any, *, now: datetime | None = None) -
     user.set_password(password)
     user_alias = router.db_for_write(type(user))
     token_alias = router.db_for_write(EphemeralToken)
-    with transaction.atomic(using=user_alias), transaction.atomic(using=token_alias):
+    with (
+        engine.conflict_as(InvalidToken),
+        transaction.atomic(using=user_alias),
+        transaction.atomic(using=token_alias),
+    ):
         # The decision: one conditional DELETE (type, digest, expiry, user).
         tokens.consume_token(raw, TokenType.PASSWORD_RESET, user=user, now=now)
         user.save(update_fields=["password"])
@@ -326,18 +337,18 @@ def _end_other_sessions(user: AbstractBaseUser, old_hash: str | None, *, now: da
     new_hash = _session_hash(user)
     if old_hash is not None and new_hash is not None and new_hash != old_hash:
         return 0
-    engine = settings.SESSION_ENGINE
-    if engine not in ("django.contrib.sessions.backends.db", "django.contrib.sessions.backends.cached_db"):
+    session_engine = settings.SESSION_ENGINE
+    if session_engine not in ("django.contrib.sessions.backends.db", "django.contrib.sessions.backends.cached_db"):
         logger.warning(
             "user #%s: the session auth hash did not change with the password and %s cannot be "
             "scanned; other sessions were not ended",
             user.pk,
-            engine,
+            session_engine,
         )
         return 0
     from django.contrib.sessions.models import Session
 
-    store_class = import_string(f"{engine}.SessionStore")
+    store_class = import_string(f"{session_engine}.SessionStore")
     ended = 0
     for session in Session.objects.filter(expire_date__gt=now).iterator():
         if str(session.get_decoded().get("_auth_user_id")) == str(user.pk):

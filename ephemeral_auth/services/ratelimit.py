@@ -44,6 +44,7 @@ from .. import clock, conf
 from ..exceptions import InvalidInput, RateLimited
 from ..models import EventType, RateLimitEvent
 from ..signals import rate_limited
+from . import engine
 from .inputs import clean_text
 
 __all__ = [
@@ -304,7 +305,8 @@ class Provisional:
 
         For a caller that folds the confirmation into a SELECT it makes anyway
         (the login step reads the account in the same statement). The SELECT
-        must run on ``alias``, in autocommit, *after* :func:`record_first`.
+        must run on ``alias``, in autocommit, *after* :func:`record_first`, and
+        on a Galera cluster be causal (wrap it in :func:`engine.causal`).
         """
         table = _Table(connections[self.alias])
         columns: list[str] = []
@@ -358,8 +360,10 @@ class Provisional:
             self.counts = ()
             return
         columns, params = self.confirm_sql()
-        with connections[self.alias].cursor() as cursor:
-            cursor.execute("SELECT " + ", ".join(columns), params)
+        connection = connections[self.alias]
+        with connection.cursor() as cursor:
+            # Causal on a Galera cluster: the recount must see every racer's committed row.
+            cursor.execute(engine.causal(connection, "SELECT " + ", ".join(columns)), params)
             row = cursor.fetchone()
         self.settle(row)
 
@@ -381,7 +385,10 @@ def _record(buckets: Sequence[Bucket], now: datetime) -> Provisional:
     connection = connections[alias]
     table = _Table(connection)
     recorded: dict[tuple[str, str], int] = {}
-    if open_buckets and connection.features.can_return_columns_from_insert:
+    # Galera sends RETURNING rows before it certifies the insert; the id in the
+    # OK packet of a single-row insert comes after (services/engine.py).
+    returning = connection.features.can_return_columns_from_insert and not engine.is_galera(connection)
+    if open_buckets and returning:
         # One multi-row INSERT ... SELECT ... UNION ALL ... RETURNING: every
         # bucket is recorded in the same statement, hence the same commit.
         arms: list[str] = []

@@ -19,11 +19,12 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 
 from .. import clock, conf, crypto
 from ..exceptions import InvalidCode
 from ..models import RecoveryCode
+from . import engine
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -114,7 +115,14 @@ def use(user_id: Any, code: str) -> bool:
     entry, so rotating SECRET_KEY does not invalidate codes handed out before.
     """
     digests = crypto.code_digests(code, scope=f"recovery:{user_id}")
-    deleted, _ = RecoveryCode.objects.filter(user_id=user_id, code_hash__in=digests).delete()
+    try:
+        deleted, _ = RecoveryCode.objects.filter(user_id=user_id, code_hash__in=digests).delete()
+    except DatabaseError as exc:
+        if not engine.is_conflict(exc):
+            raise
+        # Another node used this code at the same moment and won (a Galera
+        # certification conflict). delete() has marked an enclosing transaction for rollback.
+        return False
     if deleted:
         logger.info("recovery code used by user #%s", user_id)
     return deleted == 1

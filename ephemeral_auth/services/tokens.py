@@ -29,6 +29,7 @@ from .. import clock, conf, crypto
 from ..exceptions import InvalidInput, InvalidToken
 from ..models import EphemeralToken, TokenType
 from ..signals import token_consumed, token_issued
+from . import engine
 from .inputs import clean_text, is_plain_text
 
 if TYPE_CHECKING:
@@ -336,6 +337,9 @@ def _supports_delete_returning(connection: BaseDatabaseWrapper) -> bool:
         return connection.Database.sqlite_version_info >= (3, 35, 0)  # type: ignore[attr-defined, no-any-return]
     if vendor == "mysql":
         connection.ensure_connection()
+        if engine.is_galera(connection):
+            # Galera sends RETURNING rows before it certifies the write: not a decision (services/engine.py).
+            return False
         return bool(connection.mysql_is_mariadb) and connection.mysql_version >= (10, 5)  # type: ignore[attr-defined]
     return False
 
@@ -375,8 +379,9 @@ def consume_token(
     """Use up the token and return its (now deleted) row.
 
     One ``DELETE ... RETURNING`` where the backend has it (PostgreSQL, SQLite
-    >= 3.35, MariaDB >= 10.5); elsewhere a SELECT followed by a DELETE whose
-    row count decides. Raises InvalidToken if nothing matched (unknown,
+    >= 3.35, MariaDB >= 10.5); elsewhere, and on a Galera cluster, a SELECT
+    followed by a DELETE whose row count decides (services/engine.py). A
+    certification conflict is a lost race: InvalidToken. Raises InvalidToken if nothing matched (unknown,
     expired, already used, or presented with the wrong binding), and
     InvalidInput for an unknown token type.
     """
@@ -394,8 +399,21 @@ def consume_token(
     alias = _alias()
     connection = connections[alias]
     table = connection.ops.quote_name(EphemeralToken._meta.db_table)
-    where, params = _where_sql(connection, lookups)
+    with engine.conflict_as(InvalidToken, using=alias):
+        token = _delete_matching(connection, alias, table, lookups)
+    if token is None:
+        logger.debug("refused a %s token: no live match", lookups["token_type"])
+        raise InvalidToken()
+    logger.debug("consumed %s token #%s", token.token_type, token.pk)
+    token_consumed.send(sender=EphemeralToken, token=token)
+    return token
 
+
+def _delete_matching(
+    connection: BaseDatabaseWrapper, alias: str, table: str, lookups: dict[str, Any]
+) -> EphemeralToken | None:
+    """Delete the live token matching ``lookups``; return its row, or None if none was deleted by us."""
+    where, params = _where_sql(connection, lookups)
     token: EphemeralToken | None
     if _supports_delete_returning(connection):
         columns = ", ".join(
@@ -413,11 +431,6 @@ def consume_token(
             deleted = EphemeralToken.objects.using(alias).filter(pk=token.pk, **lookups)._raw_delete(alias)
             if deleted != 1:
                 token = None
-    if token is None:
-        logger.debug("refused a %s token: no live match", lookups["token_type"])
-        raise InvalidToken()
-    logger.debug("consumed %s token #%s", token.token_type, token.pk)
-    token_consumed.send(sender=EphemeralToken, token=token)
     return token
 
 

@@ -27,13 +27,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pyotp
+from django.db import DatabaseError
 from django.db.models import Q
 from django.utils.translation import gettext
 
 from .. import clock, conf, crypto
 from ..exceptions import InvalidCode, NotEnrolled, ServiceUnavailable
 from ..models import TokenType, UserTwoFactor
-from . import recovery, tokens
+from . import engine, recovery, tokens
 from .inputs import clean_text
 from .two_factor import Proof, check_user_code, count_attempt, note_failure, require_fresh_proof
 
@@ -132,11 +133,18 @@ def _record_step(row: UserTwoFactor, step: int, *, now: datetime) -> bool:
     The same statement stamps ``last_verified_at``, the real success that
     restarts the user's 2FA failure window (see two_factor._window).
     """
-    updated = (
-        UserTwoFactor.objects.filter(pk=row.pk)
-        .filter(Q(totp_last_step__lt=step) | Q(totp_last_step__isnull=True))
-        .update(totp_last_step=step, last_verified_at=now)
-    )
+    try:
+        updated = (
+            UserTwoFactor.objects.filter(pk=row.pk)
+            .filter(Q(totp_last_step__lt=step) | Q(totp_last_step__isnull=True))
+            .update(totp_last_step=step, last_verified_at=now)
+        )
+    except DatabaseError as exc:
+        if not engine.is_conflict(exc):
+            raise
+        # Another node's write to this row won (a Galera certification conflict):
+        # the step is not ours. update() has marked an enclosing transaction for rollback.
+        return False
     return updated == 1
 
 

@@ -48,21 +48,12 @@ def _aliases(databases: Sequence[str] | None) -> list[str]:
     return sorted(alias for alias in ours if alias in asked and alias in connections)
 
 
-def _variables(cursor: Any, names: Sequence[str]) -> dict[str, str]:
+def _read(cursor: Any, table: str, names: Sequence[str]) -> dict[str, str]:
+    """Return the named rows of information_schema.SESSION_VARIABLES or GLOBAL_STATUS, by lower-case name."""
+    placeholders = ", ".join(["%s"] * len(names))
     cursor.execute(
-        "SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.SESSION_VARIABLES WHERE VARIABLE_NAME IN ("  # noqa: S608 - placeholders only
-        + ", ".join(["%s"] * len(names))
-        + ")",
-        [name.upper() for name in names],
-    )
-    return {str(name).lower(): str(value) for name, value in cursor.fetchall()}
-
-
-def _status(cursor: Any, names: Sequence[str]) -> dict[str, str]:
-    cursor.execute(
-        "SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME IN ("  # noqa: S608 - placeholders only
-        + ", ".join(["%s"] * len(names))
-        + ")",
+        f"SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.{table} "  # noqa: S608 - a constant table
+        f"WHERE VARIABLE_NAME IN ({placeholders})",
         [name.upper() for name in names],
     )
     return {str(name).lower(): str(value) for name, value in cursor.fetchall()}
@@ -74,8 +65,8 @@ def _galera(alias: str, cursor: Any) -> list[Any]:
     if not row or str(row[1]).upper() != "ON":
         return []
     found: list[Any] = []
-    variables = _variables(cursor, ["wsrep_sync_wait", "wsrep_retry_autocommit", "binlog_format"])
-    status = _status(cursor, ["wsrep_cluster_status", "wsrep_ready", "wsrep_cluster_size"])
+    variables = _read(cursor, "SESSION_VARIABLES", ["wsrep_sync_wait", "wsrep_retry_autocommit", "binlog_format"])
+    status = _read(cursor, "GLOBAL_STATUS", ["wsrep_cluster_status", "wsrep_ready", "wsrep_cluster_size"])
     if status.get("wsrep_cluster_status", "").lower() != "primary" or status.get("wsrep_ready", "").upper() != "ON":
         found.append(Error(
             f"Database {alias!r}: this Galera node is not ready in the primary component "

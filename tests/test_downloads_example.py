@@ -72,3 +72,20 @@ def test_a_logged_in_browser_downloads_without_a_link(browser, user):
     response = browser.get("/files/2/download/")
     assert response.status_code == 200
     assert f"served to {user.username}".encode() in response.content
+
+
+def test_a_database_error_while_issuing_answers_503(browser, monkeypatch):
+    from django.db import OperationalError
+
+    from example_project.files import views
+
+    def unreachable(*args, **kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(views.download, "issue_link", unreachable)
+    page = browser.post("/files/1/link/")
+    assert page.status_code == 503
+    assert b"closed the connection" not in page.content
+    answer = browser.post("/files/1/link/", HTTP_ACCEPT="application/json")
+    assert answer.status_code == 503
+    assert answer.json()["error"] == "service_unavailable"

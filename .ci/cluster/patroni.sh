@@ -342,27 +342,42 @@ via_haproxy() {  # via_haproxy SQL: as postgres through HAProxy
   PGPASSWORD=postgres PGCONNECT_TIMEOUT=3 psql -h 127.0.0.1 -p "$HAPROXY_PORT" -U postgres -d postgres -X -v ON_ERROR_STOP=1 -qtA -c "$1"
 }
 
-wait_haproxy() {  # wait_haproxy [SECONDS]: HAProxy reaches a primary
-  local seconds=${1:-60} i
-  for ((i = 0; i < seconds * 2; i++)); do
-    if [ "$(via_haproxy "SELECT pg_is_in_recovery()" 2>/dev/null)" = f ]; then return 0; fi
-    sleep 0.5
+wait_haproxy() {  # wait_haproxy [SECONDS]: HAProxy reaches the primary, and only the primary
+  # A server counts as up until its first failed checks (fall 2, inter 500 ms): a standby may take
+  # connections in HAProxy's first second, so six answers in a row, over 1.5 s, must come from the primary.
+  local seconds=${1:-60} i streak=0
+  for ((i = 0; i < seconds * 4; i++)); do
+    if [ "$(via_haproxy "SELECT pg_is_in_recovery()" 2>/dev/null)" = f ]; then
+      streak=$((streak + 1))
+      if [ "$streak" -ge 6 ]; then return 0; fi
+    else
+      streak=0
+    fi
+    sleep 0.25
   done
   say "HAProxy did not reach a primary within $seconds s" >&2
   return 1
 }
 
+via_leader() {  # via_leader SQL: as postgres on the leader's own port (HAProxy may still
+  # count a standby as up in the first seconds after it starts, before its first check)
+  local n
+  n=$(leader_member) || { say "no leader" >&2; return 1; }
+  PGPASSWORD=postgres PGCONNECT_TIMEOUT=3 psql -h 127.0.0.1 -p "$(pg_port "$n")" -U postgres -d postgres -X \
+    -v ON_ERROR_STOP=1 -qtA -c "$1"
+}
+
 ensure_app_database() {
-  if [ "$(via_haproxy "SELECT 1 FROM pg_roles WHERE rolname = 'ephemeral'")" = 1 ]; then
-    via_haproxy "ALTER ROLE ephemeral LOGIN CREATEDB PASSWORD 'ephemeral'"
+  if [ "$(via_leader "SELECT 1 FROM pg_roles WHERE rolname = 'ephemeral'")" = 1 ]; then
+    via_leader "ALTER ROLE ephemeral LOGIN CREATEDB PASSWORD 'ephemeral'"
   else
-    via_haproxy "CREATE ROLE ephemeral LOGIN CREATEDB PASSWORD 'ephemeral'"
+    via_leader "CREATE ROLE ephemeral LOGIN CREATEDB PASSWORD 'ephemeral'"
   fi
-  if [ "$(via_haproxy "SELECT 1 FROM pg_database WHERE datname = 'ephemeral_auth'")" != 1 ]; then
-    via_haproxy "CREATE DATABASE ephemeral_auth OWNER ephemeral"
+  if [ "$(via_leader "SELECT 1 FROM pg_database WHERE datname = 'ephemeral_auth'")" != 1 ]; then
+    via_leader "CREATE DATABASE ephemeral_auth OWNER ephemeral"
   fi
   # manage.py check --database reads pg_stat_replication's sync_state, which needs pg_monitor.
-  via_haproxy "GRANT pg_monitor TO ephemeral"
+  via_leader "GRANT pg_monitor TO ephemeral"
   say "role ephemeral and database ephemeral_auth ready through 127.0.0.1:$HAPROXY_PORT"
 }
 

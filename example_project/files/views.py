@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.contrib.auth.decorators import login_required
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST, require_safe
@@ -10,6 +13,8 @@ from django.views.decorators.http import require_GET, require_POST, require_safe
 from ephemeral_auth.decorators import one_time_link
 
 from .catalogue import FILES, get_file
+
+logger = logging.getLogger("example_project.files")
 
 
 @login_required
@@ -24,7 +29,14 @@ def index(request: HttpRequest) -> HttpResponse:
 def issue_link(request: HttpRequest, pk: int) -> HttpResponse:
     """Issue a one-time link for one file; JSON for scripts, the page for browsers."""
     demo = get_file(pk)
-    link = download.issue_link(request, pk=demo.pk)  # type: ignore[attr-defined]
+    try:
+        link = download.issue_link(request, pk=demo.pk)  # type: ignore[attr-defined]
+    except DatabaseError:
+        # Fail closed like the library's views: a stable answer, the traceback only in the log.
+        logger.exception("database error while issuing a download link")
+        if "application/json" in request.headers.get("Accept", ""):
+            return JsonResponse({"error": "service_unavailable", "message": "Try again in a moment."}, status=503)
+        return HttpResponse("The service is temporarily unavailable.", status=503, content_type="text/plain")
     if "application/json" in request.headers.get("Accept", ""):
         return JsonResponse({"url": link.url, "expires_in": link.expires_in})
     context = {"files": FILES.values(), "issued": link, "issued_file": demo}

@@ -27,6 +27,19 @@ else
   say "chromium present: $(/usr/bin/chromium --version 2>/dev/null || echo /usr/bin/chromium)"
 fi
 
+# --- Barcode decoder: zbarimg (Debian's zbar-tools) reads the TOTP QR code off
+# browser screenshots (tests/e2e/test_browser_qr.py).
+if ! command -v zbarimg >/dev/null 2>&1; then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  say "installing zbar-tools (apt-get)"
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq zbar-tools >/dev/null
+else
+  say "zbarimg present: $(command -v zbarimg)"
+fi
+
 # --- Playwright (the Python driver only), into .venv, from the e2e extra of pyproject.toml.
 if "$PYTHON" -c "import playwright.sync_api" 2>/dev/null; then
   say "playwright present in .venv"

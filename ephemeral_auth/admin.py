@@ -103,8 +103,13 @@ class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        actions = super().get_actions(request)
+    def get_actions(self, request: HttpRequest, action_location: Any = None) -> dict[str, Any]:
+        # Django 6.1 passes action_location (an admin.ActionLocation) and deprecates overrides
+        # without that parameter; older Djangos call get_actions(request) and know no such argument.
+        if action_location is None:
+            actions = super().get_actions(request)
+        else:
+            actions = super().get_actions(request, action_location=action_location)  # type: ignore[call-arg]
         # The purpose-built actions below replace the generic bulk delete.
         actions.pop("delete_selected", None)
         return actions
@@ -172,7 +177,8 @@ class EphemeralTokenAdmin(ReadOnlyAdmin):
         return router.db_for_read(EphemeralToken) != router.db_for_read(get_user_model())
 
     def get_list_select_related(self, request: HttpRequest) -> Any:
-        return False if self._routed_apart() else super().get_list_select_related(request)
+        # (), not False: since Django 6.1 False means "join the foreign keys in list_display".
+        return () if self._routed_apart() else super().get_list_select_related(request)
 
     def get_list_filter(self, request: HttpRequest) -> Any:
         if self._routed_apart():

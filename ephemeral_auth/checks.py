@@ -132,8 +132,27 @@ def _oidc_configured() -> bool:
     return bool(conf.get("OIDC_PROVIDERS") or getattr(settings, "OIDC_RP_CLIENT_ID", None))
 
 
+def _oidc_backend_listed() -> bool:
+    """Return whether AUTHENTICATION_BACKENDS names one of ephemeral_auth's OIDC modules."""
+    return any(
+        isinstance(path, str) and path.startswith("ephemeral_auth.oidc.")
+        for path in getattr(settings, "AUTHENTICATION_BACKENDS", [])
+    )
+
+
 def _check_oidc_backend() -> list[Any]:
-    """W003: providers are configured but no OIDCBackend can authenticate their users."""
+    """E024: OIDC is configured without its libraries. W003: no OIDCBackend can authenticate its users."""
+    if not _oidc_configured() and not _oidc_backend_listed():
+        return []
+    from .oidc import EXTRA_INSTALL, missing_libraries
+
+    missing = missing_libraries()
+    if missing:
+        return [Error(
+            f"OIDC sign-in is configured (a provider, or ephemeral_auth's OIDCBackend in AUTHENTICATION_BACKENDS) "
+            f"but {', '.join(missing)} cannot be imported: every OIDC sign-in would fail.",
+            hint=f'Install the oidc extra: {EXTRA_INSTALL}, or remove the OIDC settings.',
+            id="ephemeral_auth.E024")]
     if not _oidc_configured():
         return []
     from .oidc.backend import OIDCBackend

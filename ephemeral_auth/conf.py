@@ -148,8 +148,11 @@ DEFAULTS: dict[str, Any] = {
     # or "{token}" inside it is replaced.
     "PASSWORD_RESET_URL": "",
     # Dotted path of the callable that runs the reset email job outside the
-    # request: run_in_thread (default), run_inline (tests), or your own (Celery).
-    "PASSWORD_RESET_RUNNER": "ephemeral_auth.services.passwords.run_in_thread",
+    # request: run_as_task (Django's tasks framework), run_in_thread (in-process
+    # pool, lost on a restart), run_inline (tests), or your own (Celery).
+    # None: run_as_task when a task backend that queues is configured (TASKS),
+    # else run_in_thread.
+    "PASSWORD_RESET_RUNNER": None,
     # HttpOnly cookie holding a reset token moved out of a ?token= URL.
     "PASSWORD_RESET_COOKIE_NAME": "ephemeral_auth_reset",
 }

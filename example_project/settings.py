@@ -61,6 +61,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The language from the django_language cookie (the switcher in the page header) or Accept-Language.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -96,6 +98,16 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en-us"
+# ephemeral_auth ships these catalogs (ephemeral_auth/locale/); Django's own cover the admin.
+LANGUAGES = [
+    ("en", "English"),
+    ("de", "Deutsch"),
+    ("es", "Español"),
+    ("fr", "Français"),
+    ("it", "Italiano"),
+    ("nl", "Nederlands"),
+    ("pt-br", "Português (Brasil)"),
+]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -108,9 +120,26 @@ LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"
 
-EMAIL_BACKEND = env("EMAIL_BACKEND")
-EMAIL_FILE_PATH = env("EMAIL_FILE_PATH")
 DEFAULT_FROM_EMAIL = "ephemeral-auth-demo@localhost"
+
+# The demo (DEBUG on, EMAIL_BACKEND not set in the environment or .env): sent mail is
+# printed in the terminal and also kept as files in DEMO_MAIL_DIR, which the page
+# /dev/mail/ lists, newest first (example_project/demo/mail.py; DEBUG and localhost only).
+DEMO_MAIL_DIR = BASE_DIR / "sent_emails" / "demo"
+_email_backend = env("EMAIL_BACKEND")
+if DEBUG and "EMAIL_BACKEND" not in env.ENVIRON:
+    _email_backend = "example_project.demo.mail.DemoMailBackend"
+
+# The environment keeps naming the backend EMAIL_BACKEND (and the file backend's directory
+# EMAIL_FILE_PATH) on every Django. Django 6.1 deprecates those settings in favour of
+# MAILERS (and refuses both at once), so there the same choice is the "default" mailer.
+if django.VERSION >= (6, 1):
+    MAILERS = {"default": {"BACKEND": _email_backend}}
+    if _email_backend == "django.core.mail.backends.filebased.EmailBackend":
+        MAILERS["default"]["OPTIONS"] = {"file_path": env("EMAIL_FILE_PATH")}
+else:
+    EMAIL_BACKEND = _email_backend
+    EMAIL_FILE_PATH = env("EMAIL_FILE_PATH")
 
 # JSON clients get {"error": "csrf_failed"} instead of Django's HTML 403 page.
 CSRF_FAILURE_VIEW = "ephemeral_auth.views.json.csrf_failure"

@@ -14,6 +14,8 @@ secure_admin_login(admin.site)
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # set_language: the language switcher in the page header (LocaleMiddleware reads its cookie).
+    path("i18n/", include("django.conf.urls.i18n")),
     path("api/auth/", include("ephemeral_auth.api_urls")),
     path("accounts/", include("ephemeral_auth.urls")),
     path("files/", include("example_project.files.urls")),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import django
 import factory
 from django.contrib.auth import get_user_model
 
@@ -79,3 +80,24 @@ def login_verified(client, user):
     }
     session.save()
     return client
+
+
+def use_mail_backend(settings, backend):
+    """Send Django's mail through ``backend`` (a dotted path) for one test: MAILERS from Django 6.1 on."""
+    if django.VERSION >= (6, 1):
+        settings.MAILERS = {"default": {"BACKEND": backend}}
+    else:
+        settings.EMAIL_BACKEND = backend
+
+
+def shown_errors(response):
+    """The error texts an HTML page shows: its error lists' items and its ``<p class="error">`` paragraphs."""
+    import html
+    import re
+
+    page = response.content.decode()
+    texts = []
+    for block in re.findall(r'<ul class="errorlist[^"]*"[^>]*>(.*?)</ul>', page, re.S):
+        texts += re.findall(r"<li>(.*?)</li>", block, re.S)
+    texts += re.findall(r'<p class="error"[^>]*>(.*?)</p>', page, re.S)
+    return [" ".join(html.unescape(re.sub(r"<[^>]+>", "", text)).split()) for text in texts]

@@ -5,10 +5,17 @@ DATABASE_URL selects the backend (SQLite by default; postgres://, mysql://).
 
 import copy
 
+import django
+
 from example_project.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# Mail stays in memory (django.core.mail.outbox). Django 6.1 deprecates EMAIL_BACKEND for
+# MAILERS, and the example project's settings define whichever one this Django wants.
+if django.VERSION >= (6, 1):
+    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 SECRET_KEY = "tests-secret-key-that-is-long-enough-for-hmac-0123456789abcdef"
 DEBUG = False
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]

@@ -13,7 +13,15 @@ from django.test.utils import CaptureQueriesContext
 from ephemeral_auth.models import EphemeralToken, EventType, RateLimitEvent, RecoveryCode, TokenType, UserTwoFactor
 from ephemeral_auth.services import ratelimit, recovery
 from ephemeral_auth.signals import two_factor_failed, two_factor_verified
-from tests.factories import PASSWORD, UserFactory, enable_email_codes, enrol_totp, login_verified, totp_code
+from tests.factories import (
+    PASSWORD,
+    UserFactory,
+    enable_email_codes,
+    enrol_totp,
+    login_verified,
+    totp_code,
+    use_mail_backend,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -306,7 +314,7 @@ def test_email_sends_are_limited_per_user(client, email_user, clock):
 
 
 def test_failed_email_is_not_counted(client, email_user, clock, settings):
-    settings.EMAIL_BACKEND = "tests.test_api_two_factor.BrokenBackend"
+    use_mail_backend(settings, "tests.test_api_two_factor.BrokenBackend")
     body = start_login(client, email_user)
     response = post(client, "/api/auth/2fa/email/send/", {"pre_auth_token": body["pre_auth_token"]})
     assert response.status_code == 503 and response.json()["error"] == "service_unavailable"
@@ -356,6 +364,28 @@ def test_recovery_code_login_is_single_use(client, totp_user, clock):
     other = Client()
     body = start_login(other, user)
     assert verify(other, body["pre_auth_token"], codes[0], method="recovery").json()["error"] == "invalid_code"
+
+
+def test_recovery_code_login_says_how_many_codes_remain(client, totp_user, clock, settings):
+    user, _ = totp_user
+    settings.EPHEMERAL_AUTH_RECOVERY_CODE_COUNT = 4
+    codes = recovery.generate(user)
+    body = start_login(client, user)
+    answer = verify(client, body["pre_auth_token"], codes[0], method="recovery")
+    assert answer.status_code == 200
+    assert answer.json()["status"] == "authenticated"
+    assert answer.json()["recovery_codes_remaining"] == 3
+    other = Client()
+    body = start_login(other, user)
+    assert verify(other, body["pre_auth_token"], codes[1], method="recovery").json()["recovery_codes_remaining"] == 2
+
+
+def test_a_totp_login_answer_has_no_recovery_count(client, totp_user, clock):
+    user, secret = totp_user
+    recovery.generate(user)
+    body = start_login(client, user)
+    answer = verify(client, body["pre_auth_token"], totp_code(secret, clock.now)).json()
+    assert answer["status"] == "authenticated" and "recovery_codes_remaining" not in answer
 
 
 # Self-service: status and enrolment.

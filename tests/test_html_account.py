@@ -5,9 +5,13 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from tests.factories import PASSWORD, UserFactory, enrol_totp
+from ephemeral_auth.exceptions import RateLimited
+from ephemeral_auth.views.responses import error_message, wait_message
+from tests.factories import PASSWORD, UserFactory, enrol_totp, shown_errors
 
 pytestmark = pytest.mark.django_db
+
+
 
 
 def test_login_page_renders(client):
@@ -45,7 +49,7 @@ def test_login_with_two_factor_continues_to_the_verify_page(client, user):
 def test_wrong_password_shows_the_error(client, user):
     response = client.post("/accounts/login/", {"username": user.username, "password": "nope"})
     assert response.status_code == 400
-    assert b"Incorrect username or password." in response.content
+    assert shown_errors(response) == ["Incorrect username or password."]
 
 
 def test_rate_limited_login_page_answers_429(client, user, clock):
@@ -53,14 +57,41 @@ def test_rate_limited_login_page_answers_429(client, user, clock):
         client.post("/accounts/login/", {"username": user.username, "password": "nope"})
     response = client.post("/accounts/login/", {"username": user.username, "password": PASSWORD})
     assert response.status_code == 429 and response["Retry-After"] == "900"
-    assert b"Too many attempts" in response.content
+    assert shown_errors(response) == ["Too many attempts. Try again in 15 minutes."]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (1, "Try again in 1 second."),
+        (45, "Try again in 45 seconds."),
+        (119, "Try again in 119 seconds."),
+        (120, "Try again in 2 minutes."),
+        (121, "Try again in 3 minutes."),
+        (900, "Try again in 15 minutes."),
+    ],
+)
+def test_the_wait_is_said_in_seconds_or_whole_minutes(seconds, text):
+    assert wait_message(seconds) == text
+
+
+def test_a_rate_limit_message_replaces_try_again_later_by_the_wait():
+    assert error_message(RateLimited(retry_after=60)) == "Too many attempts. Try again in 60 seconds."
+    assert error_message(RateLimited("Slow down.", retry_after=600)) == "Slow down. Try again in 10 minutes."
 
 
 @pytest.mark.parametrize(
     "data", [{}, {"username": "a\x00b", "password": "x"}, {"username": "x" * 300, "password": "y"}]
 )
 def test_malformed_login_form(client, data):
-    assert client.post("/accounts/login/", data).status_code == 400
+    response = client.post("/accounts/login/", data)
+    assert response.status_code == 400
+    assert shown_errors(response)  # every refusal says why
+
+
+def test_an_empty_login_form_names_the_missing_fields(client):
+    response = client.post("/accounts/login/", {"username": "", "password": ""})
+    assert shown_errors(response) == ["This field is required.", "This field is required."]
 
 
 def test_login_page_needs_csrf():
@@ -97,4 +128,6 @@ def test_templates_are_overridable(client, settings, tmp_path):
 
 def test_inactive_user(client):
     user = UserFactory(is_active=False)
-    assert client.post("/accounts/login/", {"username": user.username, "password": PASSWORD}).status_code == 400
+    response = client.post("/accounts/login/", {"username": user.username, "password": PASSWORD})
+    assert response.status_code == 400
+    assert shown_errors(response) == ["Incorrect username or password."]

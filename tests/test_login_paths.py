@@ -23,7 +23,15 @@ from ephemeral_auth import conf
 from ephemeral_auth.exceptions import InvalidCredentials, RateLimited
 from ephemeral_auth.models import EventType, RateLimitEvent, UserTwoFactor
 from ephemeral_auth.services import lockout, login, ratelimit, tokens, two_factor
-from tests.factories import PASSWORD, UserFactory, enable_email_codes, enrol_totp, login_verified, totp_code
+from tests.factories import (
+    PASSWORD,
+    UserFactory,
+    enable_email_codes,
+    enrol_totp,
+    login_verified,
+    totp_code,
+    use_mail_backend,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -350,11 +358,11 @@ def test_email_sends_are_recorded_before_sending_and_withdrawn_when_the_mail_fai
     enable_email_codes(user)
     client = Client()
     body = api_login(user.username, PASSWORD, client=client).json()
-    settings.EMAIL_BACKEND = "tests.test_login_paths.FailingMail"
+    use_mail_backend(settings, "tests.test_login_paths.FailingMail")
     failed = post_json(client, "/api/auth/2fa/email/send/", {"pre_auth_token": body["pre_auth_token"]})
     assert failed.status_code == 503
     assert ratelimit.count(EventType.EMAIL_SEND, ratelimit.account_key(user.pk), now=clock.now) == 0
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    use_mail_backend(settings, "django.core.mail.backends.locmem.EmailBackend")
     limit = conf.rate_limit(EventType.EMAIL_SEND).limit
     answers = [
         post_json(client, "/api/auth/2fa/email/send/", {"pre_auth_token": body["pre_auth_token"]}).status_code

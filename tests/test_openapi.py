@@ -1,4 +1,7 @@
-"""docs/openapi.json against the URLconf (ephemeral_auth.api_urls) and the error codes (views.json)."""
+"""ephemeral_auth/openapi.json against the URLconf (ephemeral_auth.api_urls) and the error codes (views.json).
+
+The spec ships in the package; docs/openapi.json is a copy (tests/test_packaging.py checks they are equal).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from django.urls.exceptions import Resolver404
 from ephemeral_auth import api_urls
 from ephemeral_auth.views.json import STATUS_BY_CODE
 
-SPEC_PATH = Path(__file__).resolve().parent.parent / "docs" / "openapi.json"
+SPEC_PATH = Path(__file__).resolve().parent.parent / "ephemeral_auth" / "openapi.json"
 PREFIX = "/api/auth"  # where the example project (tests.settings' ROOT_URLCONF) mounts the API
 METHODS = ("get", "post", "put", "patch", "delete")
 # Converter values for described path parameters when resolving them.
@@ -73,7 +76,7 @@ def test_spec_is_openapi_3():
 def test_every_route_of_the_urlconf_is_described():
     described = set(load_spec()["paths"])
     missing = set(url_routes()) - described
-    assert not missing, f"routes of ephemeral_auth.api_urls missing from docs/openapi.json: {sorted(missing)}"
+    assert not missing, f"routes of ephemeral_auth.api_urls missing from ephemeral_auth/openapi.json: {sorted(missing)}"
 
 
 @pytest.mark.parametrize("path", sorted(load_spec()["paths"]))

@@ -12,7 +12,7 @@ from django.test import Client
 from ephemeral_auth import clock
 from ephemeral_auth.models import EphemeralToken, RateLimitEvent, TokenType
 from ephemeral_auth.services import tokens
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, shown_errors
 
 pytestmark = pytest.mark.django_db
 
@@ -54,7 +54,31 @@ def snapshot(response) -> tuple:
     # Expires is "now" by the wall clock (never-cache); it carries no account information.
     assert "Expires" in response.headers
     headers = sorted((k, "<now>" if k == "Expires" else v) for k, v in response.headers.items())
-    return response.status_code, headers, cookies, response.content
+    # A form's CSRF token (the example's language switcher is on every page) is per browser, like its cookie.
+    token = rb'name="csrfmiddlewaretoken" value="[^"]+"'
+    content = re.sub(token, b'name="csrfmiddlewaretoken" value=""', response.content)
+    return response.status_code, headers, cookies, content
+
+
+
+
+def visible_inputs(response) -> list[str]:
+    """Every ``<input>`` of the page a user can see: not type=hidden, not inside a hidden row."""
+    page = re.sub(r"<p[^>]*\bhidden\b[^>]*>.*?</p>", "", response.content.decode(), flags=re.S)
+    return [tag for tag in re.findall(r"<input\b[^>]*>", page) if 'type="hidden"' not in tag]
+
+
+def assert_token_not_shown(response, raw):
+    """The raw token is in no visible input."""
+    assert not [tag for tag in visible_inputs(response) if raw in tag]
+
+
+def assert_token_kept_hidden(response, raw):
+    """The posted token comes back in a hidden input only: no visible "Reset code" field at all."""
+    assert_token_not_shown(response, raw)
+    assert not [tag for tag in visible_inputs(response) if 'name="token"' in tag]
+    assert b"Reset code" not in response.content
+    assert f'<input type="hidden" name="token" value="{raw}"' in response.content.decode()
 
 
 def assert_private(response):
@@ -103,6 +127,7 @@ def test_the_ip_limit_is_a_429_page_alike_for_known_and_unknown(user, frozen):
     b = submit(unknown, REQUEST_URL, {"email": "nobody@example.com"})
     assert a.status_code == 429
     assert a["Retry-After"] == str(15 * 60)
+    assert shown_errors(a) == ["Too many requests. Try again in 15 minutes."]
     assert snapshot(a) == snapshot(b)
     assert mail.outbox == []
 
@@ -122,6 +147,7 @@ def test_bad_input_on_the_request_page_is_400_and_writes_nothing(data):
     response = submit(browser(), REQUEST_URL, data)
     assert response.status_code == 400
     assert b'class="errorlist' in response.content
+    assert shown_errors(response)  # the page says why
     assert not RateLimitEvent.objects.exists()
     assert mail.outbox == []
 
@@ -135,6 +161,11 @@ def test_a_browser_posting_with_its_origin_passes_csrf(user, settings):
     assert response.status_code == 302
     refused = client.post(REQUEST_URL, {"email": user.email, "csrfmiddlewaretoken": token}, HTTP_ORIGIN="null")
     assert refused.status_code == 403
+
+
+def test_the_request_page_names_a_bad_address(user):
+    assert shown_errors(submit(browser(), REQUEST_URL, {"email": "not-an-email"})) == ["Enter a valid email address."]
+    assert shown_errors(submit(browser(), REQUEST_URL, {"email": ""})) == ["This field is required."]
 
 
 def test_csrf_is_enforced_on_the_form(user):
@@ -230,21 +261,48 @@ def test_the_whole_flow_from_the_email(user):
 def test_mismatched_passwords_keep_the_token(user, raw):
     response = submit(browser(), CONFIRM_URL, {"token": raw, "new_password1": NEW_PASSWORD, "new_password2": "other"})
     assert response.status_code == 400
-    assert b"do not match" in response.content
+    assert shown_errors(response) == ["The two passwords do not match."]
     assert tokens.peek_token(raw, TokenType.PASSWORD_RESET) is not None
+    assert_token_kept_hidden(response, raw)
 
 
 def test_a_weak_password_shows_the_validators_and_keeps_the_token(user, raw):
     response = submit(browser(), CONFIRM_URL, {"token": raw, "new_password1": "123", "new_password2": "123"})
     assert response.status_code == 400
     assert b"too short" in response.content
+    errors = shown_errors(response)
+    assert errors and all(text for text in errors)
+    assert any("too short" in text for text in errors)
     assert tokens.peek_token(raw, TokenType.PASSWORD_RESET) is not None
+    # The token rides along in a hidden input, never in a visible "Reset code" field.
+    assert_token_kept_hidden(response, raw)
+
+
+def test_after_a_weak_password_the_hidden_token_still_sets_the_password(user, raw):
+    client = browser()
+    weak = submit(client, CONFIRM_URL, {"token": raw, "new_password1": "123", "new_password2": "123"})
+    kept = re.search(r'<input type="hidden" name="token" value="([^"]+)"', weak.content.decode()).group(1)
+    done = submit(client, CONFIRM_URL, {"token": kept, **BOTH})
+    assert done.status_code == 302 and done["Location"] == COMPLETE_URL
+    user.refresh_from_db()
+    assert user.check_password(NEW_PASSWORD)
+
+
+def test_a_weak_password_with_the_token_in_the_cookie_shows_no_token(user, raw):
+    client = browser()
+    client.get(f"{CONFIRM_URL}?token={raw}")
+    response = submit(client, CONFIRM_URL, {"new_password1": "123", "new_password2": "123"})
+    assert response.status_code == 400
+    assert raw not in response.content.decode()
+    assert_token_not_shown(response, raw)
 
 
 def test_an_invalid_token_shows_the_invalid_link_message(user):
     response = submit(browser(), CONFIRM_URL, {"token": "x" * 43, **BOTH})
     assert response.status_code == 400
     assert b'data-error="invalid_token"' in response.content
+    assert shown_errors(response) == ["This link is invalid, has expired or was already used. Ask for a new link."]
+    assert "x" * 43 not in response.content.decode()  # the dead token is not offered back
     assert REQUEST_URL.encode() in response.content
 
 
@@ -265,6 +323,8 @@ def test_bad_input_on_the_confirm_page_is_400_and_changes_nothing(user, raw, dat
     data = {k: v.replace("RAW", raw) for k, v in data.items()}
     response = submit(browser(), CONFIRM_URL, data)
     assert response.status_code == 400
+    assert shown_errors(response)  # every refusal says why
+    assert_token_not_shown(response, raw)
     assert tokens.peek_token(raw, TokenType.PASSWORD_RESET) is not None
     user.refresh_from_db()
     assert user.check_password(PASSWORD)

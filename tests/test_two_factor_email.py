@@ -18,7 +18,7 @@ from ephemeral_auth.exceptions import (
 from ephemeral_auth.models import EphemeralToken, EventType, TokenType, UserTwoFactor
 from ephemeral_auth.services import email_otp, login, ratelimit, recovery, tokens
 from ephemeral_auth.services.two_factor import Proof
-from tests.factories import UserFactory, enable_email_codes, enrol_totp
+from tests.factories import UserFactory, enable_email_codes, enrol_totp, use_mail_backend
 
 pytestmark = pytest.mark.django_db
 
@@ -62,7 +62,7 @@ def test_enable_is_rate_limited(user, now):
 
 
 def test_failed_send_leaves_nothing_behind(user, now, settings):
-    settings.EMAIL_BACKEND = "tests.test_api_two_factor.BrokenBackend"
+    use_mail_backend(settings, "tests.test_api_two_factor.BrokenBackend")
     with pytest.raises(ServiceUnavailable):
         email_otp.enable(user, proof=Proof.trusted_caller(), now=now)
     assert not EphemeralToken.objects.exists()

@@ -26,15 +26,17 @@ import json
 import logging
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import requests
 from django.conf import settings
 from django.core.cache import caches
 
 from .. import conf
 from ..exceptions import OIDCError
+
+if TYPE_CHECKING:
+    import requests
 
 __all__ = [
     "check_endpoint",
@@ -126,6 +128,9 @@ def fetch_json(url: str, *, what: str) -> dict[str, Any]:
     EPHEMERAL_AUTH_OIDC_DISCOVERY_TIMEOUT bounds the connection and each wait for
     data (requests' timeout: not the whole transfer).
     """
+    # Imported here: requests comes with the oidc extra, and providers imports this module.
+    import requests
+
     try:
         response = requests.get(
             url,
@@ -157,6 +162,8 @@ def fetch_json(url: str, *, what: str) -> dict[str, Any]:
 
 def _read_body(response: requests.Response, *, what: str) -> bytes:
     """Return the body of ``response``; refuse one over MAX_DOCUMENT_BYTES without reading it all."""
+    import requests
+
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > MAX_DOCUMENT_BYTES:
         logger.warning("OIDC %s is too large (%s bytes)", what, declared)

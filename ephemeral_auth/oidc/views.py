@@ -30,50 +30,30 @@ from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import escape
-from django.utils.http import url_has_allowed_host_and_scheme
-from django.utils.translation import gettext
+from django.utils.translation import ngettext
 from django.views.generic import View
 from mozilla_django_oidc.utils import absolutify, import_from_settings
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
-from .. import conf, crypto
+from .. import conf
 from ..client_ip import client_ip
 from ..exceptions import EphemeralAuthError, OIDCError, RateLimited
 from ..services import oidc as oidc_service
 from ..services.inputs import is_plain_text
 from . import providers
+from .browser import MAX_NEXT_LENGTH, binding_cookie_name, exchange_cookie_name, safe_next_url
 
 __all__ = [
+    "MAX_NEXT_LENGTH",
     "OIDCAuthorizeView",
     "OIDCCallbackView",
     "binding_cookie_name",
     "callback_uri",
+    "exchange_cookie_name",
     "safe_next_url",
 ]
 
 logger = logging.getLogger("ephemeral_auth.oidc")
-
-
-def _cookie_name(request: HttpRequest, suffix: str) -> str:
-    name = f"{conf.get('OIDC_COOKIE_NAME')}_{suffix}"
-    return f"__Host-{name}" if request.is_secure() else name
-
-
-def binding_cookie_name(request: HttpRequest, state: str) -> str:
-    """Return the name of the binding cookie of the flow whose ``state`` this is.
-
-    One cookie per flow, named after a digest of its state, with a fresh value
-    made by ``authorize/`` (never one the request brought): a value planted by
-    a sibling subdomain or an earlier visitor is never the binding of a new
-    flow, and parallel tabs do not overwrite each other's cookie.
-    ``__Host-`` prefixed on HTTPS, so no subdomain can set it at all.
-    """
-    return _cookie_name(request, crypto.digest_token(state)[:16])
-
-
-def exchange_cookie_name(request: HttpRequest, raw_exchange: str) -> str:
-    """Return the name of the cookie binding an SPA exchange token to the browser that finished the flow."""
-    return _cookie_name(request, "x" + crypto.digest_token(raw_exchange)[:15])
 
 
 def callback_uri(request: HttpRequest, provider: providers.Provider | None = None) -> str:
@@ -94,27 +74,6 @@ def callback_uri(request: HttpRequest, provider: providers.Provider | None = Non
 
 
 PROVIDER_CALLBACK = "ephemeral_auth_api:oidc_provider_callback"
-# A ``next`` longer than this is ignored (the flow then goes to the default page): it is
-# stored in the flow's row, and an anonymous client chooses it.
-MAX_NEXT_LENGTH = 512
-
-
-def _allowed_hosts(request: HttpRequest) -> set[str]:
-    hosts = {request.get_host()}
-    hosts.update(import_from_settings("OIDC_REDIRECT_ALLOWED_HOSTS", []))
-    hosts.update(conf.get("OIDC_REDIRECT_ALLOWED_HOSTS") or [])
-    return hosts
-
-
-def safe_next_url(request: HttpRequest, value: Any) -> str:
-    """Return ``value`` if it is a safe place to send this browser afterwards, else ""."""
-    if not is_plain_text(value, max_length=MAX_NEXT_LENGTH) or not value:
-        return ""
-    require_https = import_from_settings("OIDC_REDIRECT_REQUIRE_HTTPS", request.is_secure())
-    if url_has_allowed_host_and_scheme(value, allowed_hosts=_allowed_hosts(request), require_https=require_https):
-        return str(value)
-    logger.info("OIDC: ignored an unsafe next URL")
-    return ""
 
 
 def _with_query(url: str, **params: str) -> str:
@@ -357,9 +316,12 @@ def _set_binding(response: HttpResponse, request: HttpRequest, name: str, value:
 
 def rate_limited_page(request: HttpRequest, exc: RateLimited) -> HttpResponse:
     """Answer 429 with Retry-After: too many sign-ins started from this address."""
-    message = gettext("Too many sign-ins were started from your network. Try again in %(seconds)s seconds.") % {
-        "seconds": exc.retry_after
-    }
+    seconds = max(1, int(exc.retry_after))
+    message = ngettext(
+        "Too many sign-ins were started from your network. Try again in %(count)d second.",
+        "Too many sign-ins were started from your network. Try again in %(count)d seconds.",
+        seconds,
+    ) % {"count": seconds}
     response = HttpResponse(
         f"<!doctype html>\n<title>{escape(message)}</title>\n<h1>{escape(message)}</h1>\n",
         status=429,

@@ -40,7 +40,6 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 from django.utils.crypto import get_random_string
-from mozilla_django_oidc.utils import generate_code_challenge
 
 from .. import clock, conf
 from ..exceptions import InvalidToken, OIDCError
@@ -139,6 +138,9 @@ def begin_authorization(
     is written. Three statements: the count's INSERT and recount, the state's
     INSERT. Raises OIDCError, RateLimited.
     """
+    # Here, not at the top: mozilla-django-oidc comes with the oidc extra (see ephemeral_auth.oidc).
+    from mozilla_django_oidc.utils import generate_code_challenge
+
     if mode not in MODES:
         raise OIDCError("invalid_request")
     if not is_binding(binding):

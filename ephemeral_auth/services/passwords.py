@@ -69,6 +69,7 @@ __all__ = [
     "note_password_change",
     "request_reset",
     "revoke_after_password_change",
+    "run_as_task",
     "run_in_thread",
     "run_inline",
 ]
@@ -152,10 +153,33 @@ def request_reset(email: Any, *, ip: str, link: str, now: datetime | None = None
 
 def _runner() -> Callable[..., None]:
     path = conf.get("PASSWORD_RESET_RUNNER")
+    if path is None:
+        # Automatic: a durable queue when the site has configured one, else the thread pool.
+        from .. import tasks
+
+        return run_as_task if tasks.backend_is_queued() else run_in_thread
     runner = import_string(path) if isinstance(path, str) else path
     if not callable(runner):
         raise ImproperlyConfigured("EPHEMERAL_AUTH_PASSWORD_RESET_RUNNER must name a callable.")
     return runner  # type: ignore[no-any-return]
+
+
+def run_as_task(job: Callable[..., None], /, **kwargs: str) -> None:
+    """Enqueue the job as a task of Django's tasks framework (``ephemeral_auth.tasks``).
+
+    The request only writes the task (email and link template: no token
+    exists yet); a task worker runs it. With a persistent backend (a
+    database or Redis queue) a job survives a restart of the web workers.
+    The task goes to the default backend (``TASKS["default"]``). Raises
+    ImproperlyConfigured without django.tasks (Django 6+) or django-tasks.
+    """
+    from .. import tasks
+
+    if tasks.framework is None:
+        raise ImproperlyConfigured(
+            "run_as_task needs Django's tasks framework: Django 6.0+, or the django-tasks package before."
+        )
+    tasks.task_for(job).enqueue(**kwargs)
 
 
 def run_inline(job: Callable[..., None], /, **kwargs: str) -> None:
@@ -192,7 +216,9 @@ def run_in_thread(job: Callable[..., None], /, **kwargs: str) -> None:
     """Run the job on a small per-process thread pool, after the answer is on its way.
 
     The request returns as soon as the job is queued, so neither the database
-    writes nor the mail server's latency show in the response time.
+    writes nor the mail server's latency show in the response time. The queue
+    is in the process's memory: jobs not yet run are lost when the process
+    ends (a restart, a deploy, ``kill -9``); :func:`run_as_task` is durable.
     """
     _executor().submit(_run_and_close, job, kwargs)
 

@@ -97,14 +97,18 @@ def ip_key(address: Any) -> str:
     (default /64, what one subscriber usually holds), so a client cannot get a
     fresh budget per address from its own prefix: "2001:db8::1" and
     "2001:db8::ffff" are both "2001:db8::/64". With the prefix at 128 every
-    address is its own key. IPv4-mapped IPv6 addresses stay addresses.
+    address is its own key. An IPv4-mapped IPv6 address ("::ffff:10.0.0.1") is
+    its IPv4 address, as in ``client_ip``: one key on every Python (3.13 spells
+    such addresses differently) and the bucket that the client's requests fill.
     """
     text = clean_text(address, field="ip", max_length=64)
     try:
         ip = ipaddress.ip_address(text.strip())
     except ValueError as exc:
         raise InvalidInput("ip: not an IP address", field="ip") from exc
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is None:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped.compressed
+    if isinstance(ip, ipaddress.IPv6Address):
         prefix = int(conf.get("IPV6_PREFIX"))
         if prefix < 128:
             return str(ipaddress.IPv6Network((int(ip), prefix), strict=False))

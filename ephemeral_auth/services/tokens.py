@@ -325,7 +325,12 @@ def peek_token(
     )
     if lookups is None:
         return None
-    rows = list(EphemeralToken.objects.using(_alias()).select_related(*related).filter(**lookups)[:1])
+    queryset = EphemeralToken.objects.using(_alias())
+    if related:
+        # Never select_related() without names: that joins every non-null relation
+        # (none here) and is deprecated since Django 6.1.
+        queryset = queryset.select_related(*related)
+    rows = list(queryset.filter(**lookups)[:1])
     return rows[0] if rows and _matches_exactly(rows[0], lookups) else None
 
 

@@ -186,17 +186,46 @@ def provisioning_uri(user: AbstractBaseUser, secret: str) -> str:
     return _totp(secret).provisioning_uri(name=user.get_username(), issuer_name=issuer)
 
 
-def qr_svg(data: str) -> str:
-    """Render ``data`` as an inline SVG QR code (server side, no JavaScript, no image request)."""
-    import io
+# The QR code's natural size: pixels per module (the SVG scales to any size a page gives it).
+_QR_MODULE_PX = 5
+# The light margin around the symbol that ISO/IEC 18004 requires for QR codes: 4 modules.
+_QR_QUIET_ZONE = 4
 
+
+def _qr_dark_runs(rows: Any) -> str:
+    """Return SVG path data drawing each horizontal run of dark modules as one unit-high rectangle."""
+    parts: list[str] = []
+    for y, row in enumerate(rows):
+        start: int | None = None
+        for x, dark in enumerate([*row, 0]):  # the trailing light module closes a run at the edge
+            if dark and start is None:
+                start = x
+            elif not dark and start is not None:
+                parts.append(f"M{start} {y}h{x - start}v1h-{x - start}z")
+                start = None
+    return "".join(parts)
+
+
+def qr_svg(data: str) -> str:
+    """Render ``data`` as an inline SVG QR code (server side, no JavaScript, no image request).
+
+    One coordinate unit is one module: the ``viewBox`` spans the symbol and its
+    4-module quiet zone, so the code scales to whatever size CSS gives it
+    (``width``/``height`` are only its natural size, 5 px a module) and never
+    gets cropped. The quiet zone is painted white, so the code also scans on a
+    dark page, and ``shape-rendering="crispEdges"`` keeps module edges sharp.
+    """
     import segno
 
-    buffer = io.BytesIO()
-    segno.make(data, error="m").save(
-        buffer, kind="svg", scale=5, border=2, xmldecl=False, svgns=True, nl=False, title=None
+    qr = segno.make(data, error="m", micro=False)
+    size = int(qr.symbol_size(scale=1, border=_QR_QUIET_ZONE)[0])
+    natural = size * _QR_MODULE_PX
+    path = _qr_dark_runs(qr.matrix_iter(scale=1, border=_QR_QUIET_ZONE))
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {size} {size}" width="{natural}" '
+        f'height="{natural}" shape-rendering="crispEdges">'
+        f'<rect width="{size}" height="{size}" fill="#fff"/><path fill="#000" d="{path}"/></svg>'
     )
-    return buffer.getvalue().decode("utf-8")
 
 
 def setup(

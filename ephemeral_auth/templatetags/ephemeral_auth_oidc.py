@@ -9,7 +9,7 @@ from django import template
 from django.urls import NoReverseMatch, reverse
 
 from ..oidc import errors, providers
-from ..oidc.views import safe_next_url
+from ..oidc.browser import safe_next_url
 
 __all__ = ["oidc_error_message", "oidc_providers"]
 

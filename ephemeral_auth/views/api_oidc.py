@@ -13,19 +13,24 @@ the classes named in EPHEMERAL_AUTH_OIDC_AUTHENTICATE_CLASS / _CALLBACK_CLASS
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.module_loading import import_string
 from django.views.decorators.cache import never_cache
 
 from .. import conf
-from ..oidc import providers
-from ..oidc.backend import backend_path
+from ..oidc import EXTRA_INSTALL, missing_libraries, providers
+from ..oidc.browser import exchange_cookie_name
 from ..services import oidc as oidc_service
 from .json import api_view, parse_json, required_text
 
 __all__ = ["authorize", "callback", "exchange", "provider_list", "urlpatterns"]
+
+logger = logging.getLogger("ephemeral_auth.oidc")
 
 # A raw exchange token is 43 characters (the seed capped it at 128).
 MAX_EXCHANGE_TOKEN_LENGTH = 128
@@ -36,11 +41,24 @@ MAX_EXCHANGE_TOKEN_LENGTH = 128
 # across those network calls.
 
 
+def _flow_view(setting: str) -> Any:
+    """Return the view of the class named by ``setting``; 404 without the OIDC libraries (the oidc extra)."""
+    try:
+        view_class = import_string(conf.get(setting))
+    except ImportError:
+        missing = missing_libraries()
+        if not missing:
+            raise
+        logger.error("OIDC sign-in needs %s: %s", ", ".join(missing), EXTRA_INSTALL)
+        raise Http404("OIDC sign-in is not installed") from None
+    return view_class.as_view()
+
+
 @transaction.non_atomic_requests
 @never_cache
 def authorize(request: HttpRequest, provider: str) -> HttpResponse:
     """Start a flow at ``provider`` (the configured authenticate class does the work)."""
-    view = import_string(conf.get("OIDC_AUTHENTICATE_CLASS")).as_view()
+    view = _flow_view("OIDC_AUTHENTICATE_CLASS")
     return view(request, provider=provider)  # type: ignore[no-any-return]
 
 
@@ -48,7 +66,7 @@ def authorize(request: HttpRequest, provider: str) -> HttpResponse:
 @never_cache
 def callback(request: HttpRequest, provider: str | None = None) -> HttpResponse:
     """Finish a flow (the configured callback class does the work); ``provider`` is the URL's slug."""
-    view = import_string(conf.get("OIDC_CALLBACK_CLASS")).as_view()
+    view = _flow_view("OIDC_CALLBACK_CLASS")
     if provider is None:
         return view(request)  # type: ignore[no-any-return]
     return view(request, provider=provider)  # type: ignore[no-any-return]
@@ -80,10 +98,11 @@ def exchange(request: HttpRequest) -> HttpResponse:
 
     data = parse_json(request)
     raw = required_text(data, "oidc_token", max_length=MAX_EXCHANGE_TOKEN_LENGTH)
-    from ..oidc.views import exchange_cookie_name
-
     cookie = exchange_cookie_name(request, raw)
     redeemed = oidc_service.redeem_exchange(raw, binding=request.COOKIES.get(cookie))
+    # Imported here: the backend needs the oidc extra (which a redeemed exchange implies).
+    from ..oidc.backend import backend_path
+
     step = login.begin_login(request, redeemed.user, backend=backend_path(), skip_two_factor=redeemed.mfa)
     response = responses.login_step_json(request, step)
     response.delete_cookie(cookie, path="/", samesite="Lax")

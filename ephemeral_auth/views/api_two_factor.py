@@ -5,6 +5,10 @@ See docs/two-factor.md ("HTTP API") for bodies, answers and error codes.
 
 from __future__ import annotations
 
+from contextlib import suppress
+from typing import Any
+
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
 
@@ -41,7 +45,10 @@ PASSWORD = login_service.MAX_PASSWORD_LENGTH
 
 @api_view(("POST",))
 def verify(request: HttpRequest) -> HttpResponse:
-    """Complete a pending login with a TOTP, emailed or recovery code."""
+    """Complete a pending login with a TOTP, emailed or recovery code.
+
+    With a recovery code the answer also carries ``recovery_codes_remaining``.
+    """
     data = parse_json(request)
     raw = required_text(data, "pre_auth_token", max_length=TOKEN)
     method = required_text(data, "method", max_length=16)
@@ -49,7 +56,13 @@ def verify(request: HttpRequest) -> HttpResponse:
     user = login_service.verify_login(
         request, pre_auth_token=raw, challenge=read_challenge(request), method=method, code=code
     )
-    response = JsonResponse({"status": "authenticated", "user": user_payload(user, request)})
+    answer: dict[str, Any] = {"status": "authenticated", "user": user_payload(user, request)}
+    if method == "recovery":
+        # The code is used up: say how many are left (one SELECT, only for this method), so
+        # the client can warn when few remain. The login completed: a failed count only omits it.
+        with suppress(DatabaseError):
+            answer["recovery_codes_remaining"] = recovery.remaining(user)
+    response = JsonResponse(answer)
     clear_login_cookies(response, request)
     return response
 

@@ -26,10 +26,10 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 
-from ..exceptions import EphemeralAuthError, RateLimited, ReauthenticationRequired, ServiceUnavailable
+from ..exceptions import EphemeralAuthError, ReauthenticationRequired, ServiceUnavailable
 from ..forms import LoginForm
 from ..services import login as login_service
-from .responses import clear_login_cookies, login_step_redirect
+from .responses import clear_login_cookies, html_error_response, login_step_redirect
 
 __all__ = ["LoginView", "LogoutView", "ServiceErrorMixin", "safe_next_url", "urlpatterns"]
 
@@ -46,7 +46,10 @@ def safe_next_url(request: HttpRequest, value: str | None, *, default: str | Non
 
 
 class ServiceErrorMixin:
-    """Render a service failure on the form: its message, and 429 + Retry-After when rate limited.
+    """Render a service failure on the page: its message as text, and 429 + Retry-After when rate limited.
+
+    The message goes to the form the user submitted (``form``, or the bound
+    form of the context, whatever its name): ``views.responses.html_error_response``.
 
     A change that needs a fresh proof the session cannot show
     (``reauthentication_required``) sends the user to sign in again, and back.
@@ -62,20 +65,7 @@ class ServiceErrorMixin:
             messages.info(request, exc.message, fail_silently=True)
             target = reverse(self.reauthenticate_url_name)
             return HttpResponseRedirect(f"{target}?{urlencode({'next': request.get_full_path()})}")
-        form = form if form is not None else context.get("form")
-        if form is not None:
-            form.add_error(None, exc.message)
-        context.setdefault("error_code", exc.code)
-        status = (
-            429 if isinstance(exc, RateLimited)
-            else 503 if isinstance(exc, ServiceUnavailable)
-            else 403 if exc.code == "two_factor_unavailable"
-            else 400
-        )
-        response = render(request, template, context, status=status)
-        if isinstance(exc, RateLimited):
-            response["Retry-After"] = str(exc.retry_after)
-        return response
+        return html_error_response(request, exc, template, context, form=form)
 
 
 @method_decorator([sensitive_post_parameters(), csrf_protect, never_cache], name="dispatch")

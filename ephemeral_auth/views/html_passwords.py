@@ -36,6 +36,7 @@ from ..exceptions import InvalidInput, InvalidPassword, InvalidToken, RateLimite
 from ..models import TokenType
 from ..services import passwords
 from .api_passwords import MAX_TOKEN_LENGTH
+from .responses import wait_message
 
 __all__ = [
     "PasswordResetRequestForm",
@@ -55,7 +56,8 @@ class PasswordResetRequestForm(forms.Form):
 
 
 class SetPasswordForm(forms.Form):
-    # Filled from the URL fragment by the page's script, or typed/pasted.
+    # Filled from the URL fragment by the page's script, or typed/pasted. Once posted, the
+    # page carries it back only in a hidden input (``token_submitted``), never in a visible field.
     token = forms.CharField(label=_("Reset code"), required=False, max_length=MAX_TOKEN_LENGTH, strip=True)
     new_password1 = forms.CharField(
         label=_("New password"),
@@ -69,6 +71,16 @@ class SetPasswordForm(forms.Form):
         max_length=passwords.MAX_PASSWORD_LENGTH,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )
+
+    @property
+    def token_submitted(self) -> bool:
+        """Whether the posted form carried a token: the page then keeps it in a hidden input."""
+        return self.is_bound and bool(str(self.data.get("token", "")).strip())
+
+    def forget_token(self) -> None:
+        """Drop the posted token (it proved dead): the page offers an empty field again."""
+        if self.is_bound:
+            self.data = {**{key: self.data.get(key) for key in self.data}, "token": ""}
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -114,7 +126,8 @@ def password_reset(request: HttpRequest) -> HttpResponse:
                 form.cleaned_data["email"], ip=client_ip(request), link=passwords.link_template(request)
             )
         except RateLimited as exc:
-            response = _error_page(request, gettext("Too many requests. Please try again later."), status=429)
+            message = f"{gettext('Too many requests.')} {wait_message(exc.retry_after)}"
+            response = _error_page(request, message, status=429)
             response["Retry-After"] = str(exc.retry_after)
             return response
         except InvalidInput:
@@ -168,7 +181,10 @@ def password_reset_confirm(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return render(request, f"{TEMPLATE_DIR}/confirm.html", context)
     forget_cookie = False
-    if form.is_valid():
+    valid = form.is_valid()
+    if "token" in form.errors:
+        form.forget_token()  # malformed: offer the field again, empty
+    if valid:
         # A token in the form (from a fresh link's fragment) wins over the cookie.
         raw = form.cleaned_data["token"] or _token_cookie(request)
         try:
@@ -177,6 +193,7 @@ def password_reset_confirm(request: HttpRequest) -> HttpResponse:
             form.add_error("new_password1", exc.messages or [exc.message])
         except InvalidToken:
             context["invalid_link"] = True
+            form.forget_token()
             # A dead token in the cookie would shadow the next link: drop it.
             forget_cookie = from_cookie
             context["token_in_cookie"] = False

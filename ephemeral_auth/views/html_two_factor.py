@@ -20,6 +20,7 @@ from django.shortcuts import render
 from django.urls import path, reverse
 from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views import View
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
@@ -70,6 +71,8 @@ class VerifyView(ServiceErrorMixin, View):
     form_class = VerifyForm
     redirect_field_name = "next"
     login_url_name = "ephemeral_auth:login"
+    #: After a recovery code, at most this many left: the message is a warning to get new ones.
+    few_recovery_codes = 3
 
     def get_next_url(self) -> str:
         request = self.request  # type: ignore[attr-defined]
@@ -108,6 +111,19 @@ class VerifyView(ServiceErrorMixin, View):
             **extra,
         }
 
+    def recovery_code_used(self, request: HttpRequest, remaining: int) -> None:
+        """Tell the user, on the next page, that a recovery code is used up and how many are left."""
+        text = ngettext(
+            "You used a recovery code; %(count)d code is left.",
+            "You used a recovery code; %(count)d codes are left.",
+            remaining,
+        ) % {"count": remaining}
+        if remaining <= self.few_recovery_codes:
+            text += " " + _("Get new recovery codes soon, in your two-factor settings.")
+            messages.warning(request, text, fail_silently=True)
+        else:
+            messages.info(request, text, fail_silently=True)
+
     def get(self, request: HttpRequest) -> HttpResponse:
         try:
             pending = self.pending(request)
@@ -138,18 +154,24 @@ class VerifyView(ServiceErrorMixin, View):
         context = self.context(pending, form)
         if not form.is_valid():
             return render(request, self.template_name, context, status=400)
+        method = form.cleaned_data["method"]
         try:
-            login_service.verify_login(
+            user = login_service.verify_login(
                 request,
                 pre_auth_token=read_pending_token(request),
                 challenge=read_challenge(request),
-                method=form.cleaned_data["method"],
+                method=method,
                 code=form.cleaned_data["code"],
             )
         except InvalidToken:
             return self.expired(request)
         except EphemeralAuthError as exc:
             return self.error_response(request, exc, self.template_name, context)
+        if method == "recovery":
+            try:
+                self.recovery_code_used(request, recovery.remaining(user))
+            except DatabaseError:  # the login completed: it is not undone for want of a count
+                logger.exception("could not count the recovery codes left")
         response = HttpResponseRedirect(self.get_next_url())
         clear_login_cookies(response, request)
         return response
@@ -201,7 +223,7 @@ class TotpSetupView(ServiceErrorMixin, View):
             try:
                 codes = totp.confirm(request.user, form.cleaned_data["code"], proof=proof, request=request)  # type: ignore[arg-type]
             except EphemeralAuthError as exc:
-                return self.error_response(request, exc, self.template_name, context, form=form)
+                return self.error_response(request, exc, self.template_name, context)
             save_proof(request, proof)
             remark_session(request, verified=True)
             _flash(request, _("Your authenticator app is set up."))
@@ -216,7 +238,7 @@ class TotpSetupView(ServiceErrorMixin, View):
                 request=request,
             )
         except EphemeralAuthError as exc:
-            return self.error_response(request, exc, self.template_name, context, form=start)
+            return self.error_response(request, exc, self.template_name, context)
         target = reverse("ephemeral_auth:two_factor_setup")
         if request.POST.get("next"):
             target += "?" + urlencode({"next": context["next"]})
@@ -288,7 +310,7 @@ class EmailEnableView(ServiceErrorMixin, View):
         try:
             issued = email_otp.enable(request.user, proof=session_proof(request), request=request)  # type: ignore[arg-type]
         except EphemeralAuthError as exc:
-            return self.error_response(request, exc, self.template_name, {"address": address, "error": exc.message})
+            return self.error_response(request, exc, self.template_name, {"address": address})
         # The setup token is bound to this user, so the page may carry it.
         form = EmailConfirmForm(initial={"setup_token": issued.raw})
         return render(request, self.confirm_template_name, {"form": form, "address": address})

@@ -107,6 +107,17 @@ def test_password_then_totp_enrolment_then_totp_login(person, live_server, clock
     secret = page.inner_text("#totp-secret").strip()
     assert re.fullmatch(r"[A-Z2-7]{32}", secret)
     totp = pyotp.TOTP(secret)
+
+    # 2a. A wrong code: the page says so, in words the user sees, and keeps the same secret.
+    page.fill("input[name=code]", "000000" if totp.at(clock.now) != "000000" else "111111")
+    page.click("button[value=confirm]")
+    message = page.get_by_text("The code is invalid or has expired.")
+    message.wait_for(state="visible")
+    assert message.is_visible()
+    assert page.locator("form .errorlist").inner_text().strip() == "The code is invalid or has expired."
+    assert page.inner_text("#totp-secret").strip() == secret
+
+    # 2b. The right code.
     page.fill("input[name=code]", totp.at(clock.now))
     page.click("button[value=confirm]")
     codes = page.locator("#recovery-codes li").all_inner_texts()

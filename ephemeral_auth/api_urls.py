@@ -1,4 +1,4 @@
-"""The JSON API (DESIGN.md section 5). Mount it with ``path("api/auth/", include(...))``."""
+"""The JSON API (docs/http-api.md). Mount it with ``path("api/auth/", include(...))``."""
 
 from .views import api_account, api_oidc, api_passwords, api_two_factor
 

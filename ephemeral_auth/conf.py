@@ -25,7 +25,7 @@ __all__ = [
 
 PREFIX = "EPHEMERAL_AUTH_"
 
-# Seconds a token of each type stays valid (DESIGN.md section 4).
+# Seconds a token of each type stays valid (docs/settings.md).
 DEFAULT_TOKEN_TTLS: dict[str, int] = {
     "pre_auth": 5 * 60,
     "oidc_state": 10 * 60,
@@ -35,7 +35,7 @@ DEFAULT_TOKEN_TTLS: dict[str, int] = {
     "slicer_download": 5 * 60,
 }
 
-# (events allowed, window in seconds) per event type (DESIGN.md section 4).
+# (events allowed, window in seconds) per event type (docs/settings.md).
 DEFAULT_RATE_LIMITS: dict[str, tuple[int, int]] = {
     # Failed passwords (docs/security.md, "The lock model"): the primary lock is per
     # (account, client address); per address across accounts; a per-account ceiling

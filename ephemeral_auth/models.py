@@ -1,6 +1,6 @@
 """The tables of ephemeral_auth.
 
-``EphemeralToken`` and ``RateLimitEvent`` mirror the seed's
+``EphemeralToken`` and ``RateLimitEvent`` mirror the original application's
 ``auth_ephemeral_tokens`` and ``auth_rate_limit_events`` (see
 docs/data-model.md for each deliberate difference). ``UserTwoFactor`` and
 ``RecoveryCode`` hold the per-user second-factor state; ``OIDCIdentity``
@@ -33,19 +33,19 @@ __all__ = [
 
 
 class TokenType(models.TextChoices):
-    """Purposes of an ephemeral token; the values are the seed's, exactly."""
+    """Purposes of an ephemeral token; the values are the original application's, exactly."""
 
     PRE_AUTH = "pre_auth", _("Pending two-factor login")
     OIDC_STATE = "oidc_state", _("OIDC authorization state")
     OIDC_EXCHANGE = "oidc_exchange", _("OIDC exchange for a single-page app")
     PASSWORD_RESET = "password_reset", _("Password reset")
     EMAIL_OTP_SETUP = "email_otp_setup", _("Email code enrolment")
-    # The one-time download link; the seed's value is kept for row compatibility.
+    # The one-time download link; the original application's value is kept for row compatibility.
     SLICER_DOWNLOAD = "slicer_download", _("One-time download link")
 
 
 class EventType(models.TextChoices):
-    """Rate-limit buckets; the values are the seed's, exactly."""
+    """Rate-limit buckets; the values are the original application's, exactly."""
 
     TWO_FA_ATTEMPT = "2fa_attempt", _("Two-factor attempt")
     EMAIL_SEND = "email_send", _("Email code sent")
@@ -54,7 +54,7 @@ class EventType(models.TextChoices):
     LOGIN_IP = "login_ip", _("Failed login (per IP)")
     PASSWORD_RESET_SEND = "password_reset_send", _("Password reset (per email)")
     PASSWORD_RESET_IP = "password_reset_ip", _("Password reset (per IP)")
-    # Added after the seed: the primary lock (one account from one address), and the
+    # Added after the original application: the primary lock (one account from one address), and the
     # bucket of a browser that completed a login for the account before.
     LOGIN_USER_IP = "login_user_ip", _("Failed login (per user and IP)")
     LOGIN_DEVICE = "login_device", _("Failed login (per known browser)")
@@ -169,7 +169,7 @@ class RateLimitEvent(models.Model):
     # Normalised subject: "u:<pk>" for an account, "n:<casefolded name>" for an
     # identifier that names no account, "<account or name>|<ip>" for the pair
     # bucket, "d:<id>" for a known browser, an IP, or a casefolded email (reset).
-    # The seed called this column "username"; it holds more than usernames.
+    # The original application called this column "username"; it holds more than usernames.
     key = models.CharField(_("key"), max_length=254)
     event_type = models.CharField(_("event type"), max_length=20, choices=EventType.choices)
     occurred_at = models.DateTimeField(_("occurred at"), default=timezone.now)

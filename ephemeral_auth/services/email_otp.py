@@ -18,7 +18,7 @@ Security reasoning:
   out. A send the mail server refuses withdraws its row, so a failing mail
   server does not eat the user's budget.
 * Email codes are accepted only for users who enabled them and have an
-  address (seed weaknesses 2 and 18).
+  address (fixing a weakness of the original application).
 """
 
 from __future__ import annotations

@@ -15,11 +15,11 @@ Security reasoning:
   per user, whatever identifier was typed) and per client IP, in one
   conditional INSERT, and confirmed by a recount before ``authenticate()``
   runs: of any parallel burst at most ``limit`` passwords per bucket are
-  ever checked, the rest get RateLimited without a hash (seed weakness 3).
+  ever checked, the rest get RateLimited without a hash (fixing a weakness of the original application).
   A failure keeps its two rows; a success withdraws exactly those two rows,
-  never another account's or the IP's failures (seed weakness 4).
+  never another account's or the IP's failures (fixing a weakness of the original application).
 * At verification the attempt is recorded *before* the code is checked, so
-  parallel guesses cannot exceed the per-user budget (seed weakness 3); a
+  parallel guesses cannot exceed the per-user budget (fixing a weakness of the original application); a
   wrong code leaves the ``pre_auth`` token usable; success consumes it in one
   statement whose WHERE clause holds the browser challenge, so of parallel
   presentations exactly one logs in.
@@ -266,7 +266,7 @@ def password_login(
         raise TwoFactorUnavailable()
     # A success is no failure: withdraw exactly this attempt's rows. Earlier
     # failures of this account and every failure of this address stay counted
-    # (seed weakness 4). The withdrawal and what the success writes (the
+    # (fixing a weakness of the original application). The withdrawal and what the success writes (the
     # pre_auth token, or the session) commit together.
     backend = getattr(user, INNER_BACKEND_ATTRIBUTE, None) or getattr(user, "backend", None) or MODEL_BACKEND
     if backend == GUARD_BACKEND:

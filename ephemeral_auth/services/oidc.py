@@ -78,7 +78,7 @@ logger = logging.getLogger("ephemeral_auth.oidc")
 
 MODES = ("session", "spa")
 
-# Longest accepted callback parameters (the seed's caps, #1024): a provider's
+# Longest accepted callback parameters (the original application's caps, #1024): a provider's
 # codes are far shorter; anything longer is refused before it reaches a query.
 MAX_STATE_LENGTH = 512
 MAX_CODE_LENGTH = 2048

@@ -461,7 +461,7 @@ def revoke_after_password_change(instance: Any) -> int:
 
     A new password: the user's reset links and pending 2FA logins (a pending
     login (pre_auth) proved the *old* password: once it changed, that proof is
-    void, seed weakness 8). A new email address or a changed ``is_active``:
+    void, a weakness of the original application). A new email address or a changed ``is_active``:
     the user's reset links.
     """
     password_changed = getattr(instance, _CHANGED_FLAG, False)

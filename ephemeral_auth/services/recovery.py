@@ -6,9 +6,9 @@ Security reasoning:
   bits), shown as ``XXXXX-XXXXX``. Only ``crypto.code_digest`` of it, scoped
   to the user, is stored: a database copy does not reveal codes, and the
   digest is keyed, so it cannot be brute-forced offline either.
-* Using a code is one conditional DELETE whose row count decides (seed
-  weakness 14): of parallel requests presenting the same code exactly one
-  deletes the row and succeeds.
+* Using a code is one conditional DELETE whose row count decides (fixing a
+  weakness of the original application): of parallel requests presenting the
+  same code exactly one deletes the row and succeeds.
 * Lookup is by digest (an index search), not a loop over hashes, so there is
   no timing signal about which code matched.
 """

@@ -3,8 +3,9 @@
 Security reasoning:
 
 * Secrets are encrypted at rest (``crypto.encrypt``, Fernet with rotation).
-* A code is accepted at most once across its whole acceptance window (seed
-  weakness 1). We find the exact time step the code belongs to, trying every
+* A code is accepted at most once across its whole acceptance window (fixing
+  a weakness of the original application). We find the exact time step the
+  code belongs to, trying every
   offset in ``-TOTP_TOLERANCE..+TOTP_TOLERANCE`` with a constant-time compare,
   and accept it only through one conditional UPDATE:
   ``SET totp_last_step = s WHERE pk = u AND (totp_last_step < s OR IS NULL)``.
@@ -14,7 +15,7 @@ Security reasoning:
 * The enrolment code is recorded the same way, so the code typed at setup
   cannot be replayed at login.
 * Re-enrolment writes a *pending* secret; the active one keeps working until
-  the new authenticator is confirmed (seed weakness 11). Replacing an active
+  the new authenticator is confirmed (fixing a weakness of the original application). Replacing an active
   authenticator requires a current code.
 """
 

@@ -4,7 +4,7 @@ Security reasoning:
 
 * Which methods a login may use is computed once, at the password step, from
   the user's enrolments (:func:`TwoFactorState.methods`) and stored on the
-  ``pre_auth`` token; verification accepts only those (seed weakness 2: no
+  ``pre_auth`` token; verification accepts only those (fixing a weakness of the original application: no
   downgrade from TOTP to a mailbox).
 * The session's mark (:data:`SESSION_KEY`) says "this session passed the
   second factor for user ``u`` while the 2FA configuration was ``f``". The
@@ -100,7 +100,7 @@ class TwoFactorState:
 
     ``email`` is the enrolment (email codes turned on); ``email_usable`` says
     whether the account has an address to send them to. Without one, email
-    codes are not a method a login can use (seed weakness 18), but the user
+    codes are not a method a login can use (fixing a weakness of the original application), but the user
     still *has* 2FA: ``enabled`` stays true and the login fails closed.
     """
 

@@ -1,4 +1,4 @@
-"""JSON account endpoints: ``csrf/``, ``login/``, ``logout/``, ``me/`` (DESIGN.md section 5)."""
+"""JSON account endpoints: ``csrf/``, ``login/``, ``logout/``, ``me/`` (docs/http-api.md)."""
 
 from __future__ import annotations
 

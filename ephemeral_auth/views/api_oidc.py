@@ -1,4 +1,4 @@
-"""OIDC sign-in endpoints (DESIGN.md section 5), under the JSON prefix.
+"""OIDC sign-in endpoints (docs/http-api.md), under the JSON prefix.
 
 * ``GET oidc/providers/`` — ``[{"id", "name", "authorize_url"}]``
 * ``GET oidc/<provider>/authorize/?next=&mode=session|spa`` — 302 to the provider
@@ -32,7 +32,7 @@ __all__ = ["authorize", "callback", "exchange", "provider_list", "urlpatterns"]
 
 logger = logging.getLogger("ephemeral_auth.oidc")
 
-# A raw exchange token is 43 characters (the seed capped it at 128).
+# A raw exchange token is 43 characters (the original application capped it at 128).
 MAX_EXCHANGE_TOKEN_LENGTH = 128
 
 

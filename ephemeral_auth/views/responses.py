@@ -8,7 +8,7 @@ The pending login's browser binding is an HttpOnly cookie:
 * on HTTPS (``request.is_secure()``; set ``SECURE_PROXY_SSL_HEADER`` behind
   a TLS-terminating proxy) it is ``Secure`` and named ``__Host-<name>``, so
   no subdomain can plant or overwrite it;
-* deleted when the login completes (seed weakness 15).
+* deleted when the login completes (fixing a weakness of the original application).
 """
 
 from __future__ import annotations
@@ -119,12 +119,12 @@ def user_payload(user: AbstractBaseUser, request: HttpRequest | None = None) -> 
 
 
 def login_step_json(request: HttpRequest, step: LoginStep) -> JsonResponse:
-    """Answer a login step in JSON (DESIGN.md section 5).
+    """Answer a login step in JSON (docs/http-api.md).
 
     ``{"status": "authenticated", "user": {...}}``, or ``{"status":
     "2fa_required", "pre_auth_token", "methods", "expires_in"}`` with the
     challenge cookie. The second carries nothing about the user: the first
-    factor alone does not earn a profile (seed weakness 13).
+    factor alone does not earn a profile (fixing a weakness of the original application).
     """
     if step.status == "authenticated":
         response = JsonResponse({"status": "authenticated", "user": user_payload(step.user, request)})

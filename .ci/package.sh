@@ -41,10 +41,14 @@ step "twine check --strict"
 "$WORK/tools/bin/twine" check --strict "$WORK"/dist/*
 
 step "contents: LICENSE and openapi.json in the wheel; no tests in the sdist"
-unzip -l "$WHEEL" | grep -q "dist-info/licenses/LICENSE" || fail "no LICENSE in the wheel"
-unzip -l "$WHEEL" | grep -q "ephemeral_auth/openapi.json" || fail "no ephemeral_auth/openapi.json in the wheel"
-unzip -p "$WHEEL" '*.dist-info/METADATA' | grep -q "^License-Expression: BSD-3-Clause" || fail "no License-Expression"
-if tar tzf "$SDIST" | grep -q "/tests/"; then fail "the sdist ships tests/ (see MANIFEST.in)"; fi
+# Listings go to files first: "producer | grep -q" fails under pipefail when grep exits early (SIGPIPE).
+unzip -l "$WHEEL" >"$WORK/wheel.txt"
+unzip -p "$WHEEL" '*.dist-info/METADATA' >"$WORK/METADATA"
+tar tzf "$SDIST" >"$WORK/sdist.txt"
+grep -q "dist-info/licenses/LICENSE" "$WORK/wheel.txt" || fail "no LICENSE in the wheel"
+grep -q "ephemeral_auth/openapi.json" "$WORK/wheel.txt" || fail "no ephemeral_auth/openapi.json in the wheel"
+grep -q "^License-Expression: BSD-3-Clause" "$WORK/METADATA" || fail "no License-Expression"
+if grep -q "/tests/" "$WORK/sdist.txt"; then fail "the sdist ships tests/ (see MANIFEST.in)"; fi
 
 step "clean venv, the wheel without the oidc extra"
 SITE_VENV="$WORK/venv"

@@ -88,7 +88,7 @@ def sign_in(page, base, username):
     page.click("#link-login")
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
+    page.click("main button[type=submit]")
 
 
 def test_password_then_totp_enrolment_then_totp_login(person, live_server, clock, page):
@@ -127,7 +127,7 @@ def test_password_then_totp_enrolment_then_totp_login(person, live_server, clock
     # 3. Sign out (a POST from the confirmation page).
     page.goto(base + "/")
     page.click("#link-logout")
-    page.click("button[type=submit]")
+    page.click("main button[type=submit]")
     page.wait_for_url(base + "/")
     assert "Not signed in" in page.inner_text("#status")
 

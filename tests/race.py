@@ -24,7 +24,7 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["run_racers"]
+__all__ = ["collect", "run_racers"]
 
 # Generous: starting Django in 8 processes on 2 busy cores takes a few seconds.
 BARRIER_TIMEOUT = 60.0
@@ -88,11 +88,21 @@ def run_racers(target: str, args_per_racer: Sequence[tuple[Any, ...]]) -> list[A
         )
         for index, args in enumerate(args_per_racer)
     ]
+    return collect(processes, results, timeout=RUN_TIMEOUT)
+
+
+def collect(processes: Sequence[Any], results: Any, *, timeout: float, names: Sequence[str] = ()) -> list[Any]:
+    """Start ``processes``, gather what each puts on ``results`` as (index, ok, value); return the values in order.
+
+    Raises AssertionError with every failure (a racer's traceback, a racer that
+    died before reporting, the deadline). Every process is joined or terminated.
+    Shared with tests/cluster/galera_support.py (racers spread over Galera nodes).
+    """
     for process in processes:
         process.start()
     collected: dict[int, Any] = {}
     failures: list[str] = []
-    deadline = time.monotonic() + RUN_TIMEOUT
+    deadline = time.monotonic() + timeout
     try:
         while len(collected) + len(failures) < len(processes):
             try:
@@ -108,13 +118,14 @@ def run_racers(target: str, args_per_racer: Sequence[tuple[Any, ...]]) -> list[A
                     failures.append(f"racers {dead} died (see their traceback on stderr)")
                     break
                 if time.monotonic() > deadline:
-                    failures.append(f"racers did not finish within {RUN_TIMEOUT}s")
+                    failures.append(f"racers did not finish within {timeout}s")
                     break
                 continue
             if ok:
                 collected[index] = value
             else:
-                failures.append(f"racer {index} failed:\n{value}")
+                name = names[index] if index < len(names) else f"racer {index}"
+                failures.append(f"{name} failed:\n{value}")
     finally:
         for process in processes:
             process.join(timeout=10)

@@ -11,15 +11,15 @@ from __future__ import annotations
 import importlib
 import multiprocessing
 import os
-import queue
 import subprocess
 import sys
-import time
 import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from tests.race import collect
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / ".ci" / "cluster" / "galera.sh"
@@ -171,27 +171,5 @@ def run_on_nodes(
         )
         for i, node in enumerate(nodes)
     ]
-    for process in processes:
-        process.start()
-    collected: dict[int, Any] = {}
-    failures: list[str] = []
-    deadline = time.monotonic() + RUN_TIMEOUT
-    try:
-        while len(collected) + len(failures) < len(processes):
-            try:
-                index, ok, value = results.get(timeout=max(1.0, deadline - time.monotonic()))
-            except queue.Empty:
-                failures.append("racers did not finish in time")
-                break
-            if ok:
-                collected[index] = value
-            else:
-                failures.append(f"racer {index} (node {nodes[index]}):\n{value}")
-    finally:
-        for process in processes:
-            process.join(timeout=10)
-            if process.is_alive():
-                process.kill()
-    if failures:
-        raise AssertionError("\n".join(failures))
-    return [collected[i] for i in range(len(processes))]
+    names = [f"racer {i} (node {node})" for i, node in enumerate(nodes)]
+    return collect(processes, results, timeout=RUN_TIMEOUT, names=names)

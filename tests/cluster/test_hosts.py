@@ -74,17 +74,20 @@ from tests.cluster.hosts_support import (
 from tests.e2e.servers import (
     CLIENT,
     ROOT,
+    SETUP_USERS,
     USER_PASSWORD,
+    Mailbox,
     Provider,
+    authenticated,
     callback_url,
     example_env,
     fresh_postgres_database,
     manage_shell,
     provider_login,
+    refused,
     start_provider,
     stop,
 )
-from tests.e2e.test_multiworker import SETUP_USERS, Mailbox, authenticated, refused
 
 pytestmark = pytest.mark.cluster
 

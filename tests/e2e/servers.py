@@ -8,9 +8,11 @@ instead of hanging the suite.
 
 from __future__ import annotations
 
+import email
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -18,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from email.message import Message
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -33,16 +36,20 @@ __all__ = [
     "PROVIDER_DIR",
     "ROOT",
     "SECOND_CLIENT",
+    "SETUP_USERS",
     "SHARED_CLIENT",
     "TESTSERVER_CALLBACK",
     "USER_PASSWORD",
     "Forms",
     "Gunicorn",
     "JsonClient",
+    "Mailbox",
     "Provider",
     "TcpProxy",
+    "authenticated",
     "binding_cookie_name",
     "callback_url",
+    "children",
     "create_totp_user",
     "example_env",
     "exchange_cookie_name",
@@ -54,6 +61,7 @@ __all__ = [
     "parse_forms",
     "postgres_admin_url",
     "provider_login",
+    "refused",
     "start_provider",
     "stop",
     "wait_for_http",
@@ -316,7 +324,7 @@ def manage_shell(env: dict[str, str], code: str) -> str:
     return done.stdout
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
     """Return the PIDs whose parent is ``pid`` (from /proc: no psutil needed)."""
     found = []
     for entry in Path("/proc").iterdir():
@@ -383,7 +391,7 @@ class Gunicorn:
             cwd=ROOT, env=self.env,
         )
         deadline = time.monotonic() + seconds
-        while len(_children(self.process.pid)) < self.workers:
+        while len(children(self.process.pid)) < self.workers:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"gunicorn did not start its workers:\n{self.error_log.read_text()[-3000:]}")
             time.sleep(0.1)
@@ -393,7 +401,7 @@ class Gunicorn:
     def pids(self) -> list[int]:
         """Return the master's PID followed by its workers'."""
         assert self.process is not None
-        return [self.process.pid, *_children(self.process.pid)]
+        return [self.process.pid, *children(self.process.pid)]
 
     def kill9(self) -> list[int]:
         """SIGKILL the master and every worker at once (a crash: nothing runs any cleanup)."""
@@ -551,3 +559,96 @@ class TcpProxy:
         self._closed = True
         self.cut()
         self.listener.close()
+
+
+# Shared by tests/e2e/test_multiworker.py and tests/cluster/test_hosts.py: the flows' users, mail and answers.
+
+SETUP_USERS = """
+import json, os
+from datetime import timedelta
+import pyotp
+from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
+from ephemeral_auth.services.two_factor import Proof
+from ephemeral_auth import clock, conf
+from ephemeral_auth.models import UserTwoFactor
+from ephemeral_auth.services import totp
+
+users = json.loads(os.environ["MW_USERS"])
+hashed = make_password(os.environ["MW_PASSWORD"])
+# Enrolled five minutes ago, so the current TOTP code is not the (spent) enrolment code.
+earlier = clock.now() - timedelta(minutes=5)
+out = {
+    "totp": {}, "recovery": {}, "login_attempt_limit": conf.rate_limit("login_attempt").limit,
+    "limits": {
+        name: [conf.rate_limit(name).limit, conf.rate_limit(name).window.total_seconds()]
+        for name in ("login_user_ip", "login_ip", "login_attempt")
+    },
+}
+for kind, names in users.items():
+    for name in names:
+        user = get_user_model().objects.create(
+            username=name, email=name + "@example.com", password=hashed, is_staff=kind == "staff"
+        )
+        if kind in ("totp", "recovery"):
+            setup = totp.setup(user, proof=Proof.trusted_caller(), now=earlier)
+            trusted = Proof.trusted_caller()
+            out["recovery"][name] = totp.confirm(user, pyotp.TOTP(setup.secret).at(earlier), proof=trusted, now=earlier)
+            out["totp"][name] = setup.secret
+        elif kind == "email":
+            UserTwoFactor.objects.create(user_id=user.pk, email_enabled=True, email_confirmed_at=earlier)
+print(json.dumps(out))
+"""
+
+
+class Mailbox:
+    """The example project's sent emails (``filebased.EmailBackend``: one file per connection)."""
+
+    SEPARATOR = "\n" + "-" * 79 + "\n"
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def messages(self, address: str) -> list[Message]:
+        found = []
+        for path in sorted(self.directory.glob("*.log")):
+            for chunk in path.read_text(encoding="utf-8").split(self.SEPARATOR):
+                if chunk.strip():
+                    message = email.message_from_string(chunk)
+                    if message["To"] == address:
+                        found.append(message)
+        return found
+
+    @staticmethod
+    def text(message: Message) -> str:
+        for part in message.walk():
+            if part.get_content_type() == "text/plain":
+                payload = part.get_payload(decode=True)
+                assert isinstance(payload, bytes)
+                return payload.decode(part.get_content_charset() or "utf-8")
+        raise AssertionError("no text/plain part")
+
+    def wait_for(self, address: str, pattern: str, *, seconds: float = 20) -> str:
+        """Wait for the one email to ``address``; return the group 1 of ``pattern`` in its text (never printed)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            messages = self.messages(address)
+            if messages or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert len(messages) == 1, f"{len(messages)} emails to {address}"
+        match = re.search(pattern, self.text(messages[0]))
+        assert match, f"the email to {address} does not match {pattern}"
+        return match.group(1)
+
+
+def authenticated(response: requests.Response, username: str, *, two_factor: bool) -> None:
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["status"] == "authenticated", answer.get("status")
+    assert answer["user"] == {"authenticated": True, "username": username, "two_factor_verified": two_factor}
+
+
+def refused(response: requests.Response, status: int, error: str) -> None:
+    assert response.status_code == status, (response.status_code, response.text[:300])
+    assert response.json()["error"] == error, response.text[:300]

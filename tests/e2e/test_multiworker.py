@@ -57,7 +57,6 @@ MariaDB comes from ``EA_E2E_MARIADB_URL`` or ``CI_MARIADB_URL`` (default
 
 from __future__ import annotations
 
-import email
 import itertools
 import json
 import os
@@ -67,7 +66,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from email.message import Message
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -77,15 +75,19 @@ import pytest
 import requests
 
 from tests.e2e.servers import (
+    SETUP_USERS,
     USER_PASSWORD,
     Gunicorn,
+    Mailbox,
     Provider,
+    authenticated,
     example_env,
     fresh_mariadb_database,
     fresh_postgres_database,
     manage_shell,
     parse_forms,
     provider_login,
+    refused,
 )
 
 pytestmark = pytest.mark.e2e
@@ -125,42 +127,6 @@ USERS = {
     "staff": ["mw-admin", "mw-admin-neighbour"],  # staff users, for the admin's login
 }
 
-SETUP_USERS = """
-import json, os
-from datetime import timedelta
-import pyotp
-from django.contrib.auth import get_user_model
-from django.contrib.auth.hashers import make_password
-from ephemeral_auth.services.two_factor import Proof
-from ephemeral_auth import clock, conf
-from ephemeral_auth.models import UserTwoFactor
-from ephemeral_auth.services import totp
-
-users = json.loads(os.environ["MW_USERS"])
-hashed = make_password(os.environ["MW_PASSWORD"])
-# Enrolled five minutes ago, so the current TOTP code is not the (spent) enrolment code.
-earlier = clock.now() - timedelta(minutes=5)
-out = {
-    "totp": {}, "recovery": {}, "login_attempt_limit": conf.rate_limit("login_attempt").limit,
-    "limits": {
-        name: [conf.rate_limit(name).limit, conf.rate_limit(name).window.total_seconds()]
-        for name in ("login_user_ip", "login_ip", "login_attempt")
-    },
-}
-for kind, names in users.items():
-    for name in names:
-        user = get_user_model().objects.create(
-            username=name, email=name + "@example.com", password=hashed, is_staff=kind == "staff"
-        )
-        if kind in ("totp", "recovery"):
-            setup = totp.setup(user, proof=Proof.trusted_caller(), now=earlier)
-            trusted = Proof.trusted_caller()
-            out["recovery"][name] = totp.confirm(user, pyotp.TOTP(setup.secret).at(earlier), proof=trusted, now=earlier)
-            out["totp"][name] = setup.secret
-        elif kind == "email":
-            UserTwoFactor.objects.create(user_id=user.pk, email_enabled=True, email_confirmed_at=earlier)
-print(json.dumps(out))
-"""
 
 
 # The record of which worker answered which step.
@@ -175,47 +141,6 @@ class Step:
     method: str
     status: int = 0  # as the client saw it
     pid: int | None = None  # from gunicorn's access log
-
-
-class Mailbox:
-    """The example project's sent emails (``filebased.EmailBackend``: one file per connection)."""
-
-    SEPARATOR = "\n" + "-" * 79 + "\n"
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-
-    def messages(self, address: str) -> list[Message]:
-        found = []
-        for path in sorted(self.directory.glob("*.log")):
-            for chunk in path.read_text(encoding="utf-8").split(self.SEPARATOR):
-                if chunk.strip():
-                    message = email.message_from_string(chunk)
-                    if message["To"] == address:
-                        found.append(message)
-        return found
-
-    @staticmethod
-    def text(message: Message) -> str:
-        for part in message.walk():
-            if part.get_content_type() == "text/plain":
-                payload = part.get_payload(decode=True)
-                assert isinstance(payload, bytes)
-                return payload.decode(part.get_content_charset() or "utf-8")
-        raise AssertionError("no text/plain part")
-
-    def wait_for(self, address: str, pattern: str, *, seconds: float = 20) -> str:
-        """Wait for the one email to ``address``; return the group 1 of ``pattern`` in its text (never printed)."""
-        deadline = time.monotonic() + seconds
-        while True:
-            messages = self.messages(address)
-            if messages or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
-        assert len(messages) == 1, f"{len(messages)} emails to {address}"
-        match = re.search(pattern, self.text(messages[0]))
-        assert match, f"the email to {address} does not match {pattern}"
-        return match.group(1)
 
 
 class Site:
@@ -401,18 +326,6 @@ class Client:
     def verify(self, pending: dict[str, Any], method: str, code: str, name: str = "verify") -> requests.Response:
         body = {"pre_auth_token": pending["pre_auth_token"], "method": method, "code": code}
         return self.post(name, "/api/auth/2fa/verify/", body)
-
-
-def authenticated(response: requests.Response, username: str, *, two_factor: bool) -> None:
-    assert response.status_code == 200, response.text
-    answer = response.json()
-    assert answer["status"] == "authenticated", answer.get("status")
-    assert answer["user"] == {"authenticated": True, "username": username, "two_factor_verified": two_factor}
-
-
-def refused(response: requests.Response, status: int, error: str) -> None:
-    assert response.status_code == status, (response.status_code, response.text[:300])
-    assert response.json()["error"] == error, response.text[:300]
 
 
 # The served example project, once per backend.

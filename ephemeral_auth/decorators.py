@@ -1,4 +1,6 @@
-"""View decorators: :func:`one_time_link` protects a view with one-time download links.
+"""View decorators: :func:`one_time_link` protects a view with one-time download links;
+:func:`two_factor_required` (and :class:`TwoFactorRequiredMixin`) admits only
+users signed in with their second factor.
 
 Example::
 
@@ -33,22 +35,25 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import resolve_url
 from django.template.response import SimpleTemplateResponse
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from . import conf
 from .exceptions import EphemeralAuthError, InvalidToken, ServiceUnavailable
+from .middleware import _wants_json
 from .services import downloads
 from .views import downloads as pages
 from .views.json import error
 
-__all__ = ["RedeemedLink", "one_time_link"]
+__all__ = ["RedeemedLink", "TwoFactorRequiredMixin", "one_time_link", "two_factor_required"]
 
 logger = logging.getLogger("ephemeral_auth.downloads")
 
@@ -201,3 +206,80 @@ def one_time_link(
         return csrf_exempt(wrapper)
 
     return decorate
+
+
+# Views for users signed in with their second factor (docs/two-factor.md,
+# "Requiring a second factor on your own views").
+
+
+def two_factor_refusal(request: HttpRequest) -> HttpResponse | None:
+    """Return the answer to a request that may not open a 2FA-only view, or None to let it in.
+
+    Reads what ``TwoFactorMiddleware`` set (no query): a signed-in user with
+    2FA enabled whose session passed it gets in. Otherwise JSON clients (the
+    middleware's rule: ``Content-Type`` or an ``Accept`` asking for JSON
+    alone) get ``401 not_authenticated`` (nobody signed in, or a session that
+    skipped the second factor) or ``403 two_factor_enrolment_required`` (no
+    second factor yet); browsers are sent to ``LOGIN_URL`` or to
+    ``EPHEMERAL_AUTH_TWO_FACTOR_ENROLMENT_URL``, with ``?next=`` this page
+    (a path of this site, so a safe target).
+    """
+    if not hasattr(request, "two_factor_verified"):
+        raise ImproperlyConfigured(
+            "two_factor_required needs ephemeral_auth.middleware.TwoFactorMiddleware in MIDDLEWARE."
+        )
+    user = getattr(request, "user", None)
+    signed_in = user is not None and user.is_authenticated
+    enabled = bool(getattr(request, "two_factor_enabled", False))
+    if signed_in and enabled and request.two_factor_verified:
+        return None
+    wants_json = _wants_json(request)
+    if signed_in and not enabled:
+        if wants_json:
+            return error(
+                "two_factor_enrolment_required",
+                _("Set up two-factor authentication to open this page."),
+                status=403,
+            )
+        target = resolve_url(conf.get("TWO_FACTOR_ENROLMENT_URL"))
+        separator = "&" if "?" in target else "?"
+        return HttpResponseRedirect(f"{target}{separator}{urlencode({'next': request.get_full_path()})}")
+    # Anonymous, or signed in without passing the second factor (the middleware hides
+    # such sessions; without it this is the same answer): sign in again.
+    if wants_json:
+        return error("not_authenticated", _("Authentication required."))
+    return redirect_to_login(request.get_full_path())
+
+
+def two_factor_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Let only users signed in with their second factor open ``view`` (a sync view).
+
+    Example::
+
+        @two_factor_required
+        def payouts(request): ...
+
+    See :func:`two_factor_refusal` for the answers to everyone else.
+    """
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        refusal = two_factor_refusal(request)
+        if refusal is not None:
+            return refusal
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+class TwoFactorRequiredMixin:
+    """Class-based views: the :func:`two_factor_required` check, before ``dispatch``.
+
+    Put it first among the bases: ``class Payouts(TwoFactorRequiredMixin, TemplateView)``.
+    """
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        refusal = two_factor_refusal(request)
+        if refusal is not None:
+            return refusal
+        return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]

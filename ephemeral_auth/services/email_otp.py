@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.core.mail import EmailMultiAlternatives
+from django.db import router
 from django.template import TemplateDoesNotExist
 from django.template.loader import render_to_string
 from django.utils.translation import gettext
@@ -44,6 +45,7 @@ from ..exceptions import (
     ServiceUnavailable,
 )
 from ..models import EventType, TokenType, UserTwoFactor
+from ..signals import authenticator_added, authenticator_removed, send_on_commit
 from . import ratelimit, recovery, tokens
 from .inputs import clean_text, is_plain_text
 from .two_factor import (
@@ -249,11 +251,15 @@ def confirm(
     UserTwoFactor.objects.update_or_create(
         user_id=user.pk, defaults={"email_enabled": True, "email_confirmed_at": now, "changed_at": now}
     )
+    send_on_commit(
+        authenticator_added, sender=UserTwoFactor, using=router.db_for_write(UserTwoFactor),
+        user=user, method="email", replaced=bool(state.email), request=request,
+    )
     tokens.revoke_tokens(user=user, token_type=TokenType.PRE_AUTH)
     logger.info("email codes enabled for user #%s", user.pk)
     if recovery.remaining(user):
         return []
-    return recovery.generate(user, now=now)
+    return recovery.generate(user, now=now, request=request)
 
 
 def disable(
@@ -284,6 +290,10 @@ def disable(
             raise InvalidCredentials(gettext("The password is incorrect."))
     UserTwoFactor.objects.filter(pk=user.pk).update(
         email_enabled=False, email_confirmed_at=None, changed_at=now, updated_at=now
+    )
+    send_on_commit(
+        authenticator_removed, sender=UserTwoFactor, using=router.db_for_write(UserTwoFactor),
+        user=user, method="email", request=request,
     )
     if not state.totp:
         recovery.delete_all(user)

@@ -24,6 +24,7 @@ from django.db import DatabaseError, transaction
 from .. import clock, conf, crypto
 from ..exceptions import InvalidCode
 from ..models import RecoveryCode
+from ..signals import recovery_codes_generated, send_on_commit
 from . import engine
 
 if TYPE_CHECKING:
@@ -69,17 +70,24 @@ def _digest(user_id: Any, code: str) -> str:
     return crypto.code_digest(code, scope=f"recovery:{user_id}")
 
 
-def generate(user: AbstractBaseUser, *, now: datetime | None = None) -> list[str]:
-    """Replace the user's recovery codes with fresh ones; return them (formatted) to show once."""
+def generate(user: AbstractBaseUser, *, now: datetime | None = None, request: Any = None) -> list[str]:
+    """Replace the user's recovery codes with fresh ones; return them (formatted) to show once.
+
+    Sends ``recovery_codes_generated`` (the count, never the codes) once committed.
+    """
     now = now or clock.now()
     count = int(conf.get("RECOVERY_CODE_COUNT"))
     codes: set[str] = set()
     while len(codes) < count:
         codes.add(crypto.random_code(CODE_LENGTH))
-    with transaction.atomic(using=RecoveryCode.objects.db):
+    alias = RecoveryCode.objects.db
+    with transaction.atomic(using=alias):
         RecoveryCode.objects.filter(user_id=user.pk).delete()
         RecoveryCode.objects.bulk_create(
             [RecoveryCode(user_id=user.pk, code_hash=_digest(user.pk, code), created_at=now) for code in codes]
+        )
+        send_on_commit(
+            recovery_codes_generated, sender=RecoveryCode, using=alias, user=user, count=len(codes), request=request
         )
     logger.info("new recovery codes for user #%s", user.pk)
     return [format_code(code) for code in sorted(codes)]
@@ -103,7 +111,7 @@ def regenerate(
     if not state.enabled:
         raise NotEnrolled()
     check_user_code(user, code, now=now, request=request, state=state)
-    codes = generate(user, now=now)
+    codes = generate(user, now=now, request=request)
     note_change(user, now=now)
     return codes
 

@@ -28,13 +28,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pyotp
-from django.db import DatabaseError
+from django.db import DatabaseError, router
 from django.db.models import Q
 from django.utils.translation import gettext
 
 from .. import clock, conf, crypto
 from ..exceptions import InvalidCode, NotEnrolled, ServiceUnavailable
 from ..models import TokenType, UserTwoFactor
+from ..signals import authenticator_added, authenticator_removed, send_on_commit
 from . import engine, recovery, tokens
 from .inputs import clean_text
 from .two_factor import Proof, check_user_code, count_attempt, note_failure, require_fresh_proof
@@ -297,10 +298,15 @@ def confirm(
     )
     if activated != 1:
         raise InvalidCode()
+    # A replaced authenticator is one "added" signal (replaced=True): the user was never without one.
+    send_on_commit(
+        authenticator_added, sender=UserTwoFactor, using=router.db_for_write(UserTwoFactor),
+        user=user, method="totp", replaced=bool(state.totp), request=request,
+    )
     # Logins pending against the old configuration must start again.
     tokens.revoke_tokens(user=user, token_type=TokenType.PRE_AUTH)
     logger.info("TOTP authenticator confirmed for user #%s", user.pk)
-    return recovery.generate(user)
+    return recovery.generate(user, request=request)
 
 
 def disable(
@@ -319,6 +325,10 @@ def disable(
     check_user_code(user, code, now=now, request=request, state=state)
     UserTwoFactor.objects.filter(pk=user.pk).update(
         totp_secret="", totp_pending_secret="", totp_confirmed_at=None, changed_at=now, updated_at=now
+    )
+    send_on_commit(
+        authenticator_removed, sender=UserTwoFactor, using=router.db_for_write(UserTwoFactor),
+        user=user, method="totp", request=request,
     )
     if not state.email:
         recovery.delete_all(user)

@@ -36,13 +36,14 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
+from django.db import router
 from django.db.models import Exists, OuterRef
 from django.utils.translation import gettext
 
 from .. import clock, conf
 from ..exceptions import InvalidCode, InvalidCredentials, InvalidInput, RateLimited, ReauthenticationRequired
 from ..models import EventType, RateLimitEvent, RecoveryCode, TokenType, UserTwoFactor
-from ..signals import user_locked_out
+from ..signals import authenticator_removed, send_on_commit, user_locked_out
 from . import ratelimit, tokens
 from .inputs import is_plain_text
 
@@ -334,11 +335,34 @@ def reset_two_factor(user: AbstractBaseUser) -> None:
     complete against the old configuration. Like any change of the
     configuration it ends the user's sessions (their fingerprint no longer
     matches: the middleware logs them out at its next check).
+
+    Sends ``authenticator_removed`` (``request`` None) once committed, for
+    each method the user had; finding them out costs one SELECT, spent only
+    when the signal has receivers.
     """
+    removed = _enrolled_methods(user)
     UserTwoFactor.objects.filter(pk=user.pk).delete()
+    for method in removed:
+        send_on_commit(
+            authenticator_removed, sender=UserTwoFactor, using=router.db_for_write(UserTwoFactor),
+            user=user, method=method, request=None,
+        )
     RecoveryCode.objects.filter(user_id=user.pk).delete()
     tokens.revoke_tokens(user=user, token_types=[TokenType.PRE_AUTH, TokenType.EMAIL_OTP_SETUP])
     logger.info("two-factor authentication reset for user #%s", user.pk)
+
+
+def _enrolled_methods(user: AbstractBaseUser) -> list[str]:
+    """Return the methods ``user`` has enrolled, for ``authenticator_removed``: no query without receivers.
+
+    Read from the database, never from a row cached on ``user`` (it may be stale).
+    """
+    if not authenticator_removed.has_listeners(UserTwoFactor):
+        return []
+    row = UserTwoFactor.objects.filter(pk=user.pk).only("totp_secret", "totp_confirmed_at", "email_enabled").first()
+    if row is None:
+        return []
+    return [method for method, on in (("totp", row.totp_enabled), ("email", row.email_enabled)) if on]
 
 
 # The per-user 2FA failure budget.

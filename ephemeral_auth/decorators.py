@@ -1,6 +1,7 @@
 """View decorators: :func:`one_time_link` protects a view with one-time download links;
 :func:`two_factor_required` (and :class:`TwoFactorRequiredMixin`) admits only
-users signed in with their second factor.
+users signed in with their second factor; :func:`reauthentication_required`
+only sessions that confirmed it is the user within ``REAUTHENTICATION_WINDOW``.
 
 Example::
 
@@ -37,23 +38,31 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import resolve_url
 from django.template.response import SimpleTemplateResponse
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from . import conf
-from .exceptions import EphemeralAuthError, InvalidToken, ServiceUnavailable
+from .exceptions import EphemeralAuthError, InvalidToken, ReauthenticationRequired, ServiceUnavailable
 from .middleware import _wants_json
-from .services import downloads
+from .services import downloads, two_factor
 from .views import downloads as pages
 from .views.json import error
 
-__all__ = ["RedeemedLink", "TwoFactorRequiredMixin", "one_time_link", "two_factor_required"]
+__all__ = [
+    "RedeemedLink",
+    "TwoFactorRequiredMixin",
+    "one_time_link",
+    "reauthentication_required",
+    "two_factor_required",
+]
 
 logger = logging.getLogger("ephemeral_auth.downloads")
 
@@ -283,3 +292,58 @@ class TwoFactorRequiredMixin:
         if refusal is not None:
             return refusal
         return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
+
+
+# Views that need a recent proof that it is the user (docs/two-factor.md,
+# "Reauthentication for your own views").
+
+
+def reauthentication_refusal(request: HttpRequest) -> HttpResponse | None:
+    """Return the answer to a request whose session may not open a reauthentication-only view, or None.
+
+    The session gets in when its sign-in, or its last ``reauthenticate/``
+    (or a password given to a 2FA change), is at most
+    ``REAUTHENTICATION_WINDOW`` seconds old and belongs to the signed-in user
+    (``services.two_factor.recently_authenticated``, the session path of
+    ``require_fresh_proof``). Otherwise JSON clients (``_wants_json``) get
+    ``401 not_authenticated`` (nobody signed in) or ``403
+    reauthentication_required``; browsers are sent to the login page with
+    ``?next=`` this page, as the 2FA management pages do.
+    """
+    user = getattr(request, "user", None)
+    wants_json = _wants_json(request)
+    if user is None or not user.is_authenticated:
+        if wants_json:
+            return error("not_authenticated", _("Authentication required."))
+        return redirect_to_login(request.get_full_path())
+    proof = two_factor.session_proof(request)
+    if proof.user_id == str(user.pk) and two_factor.recently_authenticated(proof):
+        return None
+    refusal = ReauthenticationRequired()
+    if wants_json:
+        return error(refusal.code, refusal.message)
+    messages.info(request, refusal.message, fail_silently=True)
+    target = reverse("ephemeral_auth:login")
+    return HttpResponseRedirect(f"{target}?{urlencode({'next': request.get_full_path()})}")
+
+
+def reauthentication_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Let ``view`` (a sync view) run only for a session that proved it is the user within the window.
+
+    Example::
+
+        @reauthentication_required
+        def delete_account(request): ...
+
+    JSON clients reauthenticate with ``POST reauthenticate/`` and retry. See
+    :func:`reauthentication_refusal` for the answers.
+    """
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        refusal = reauthentication_refusal(request)
+        if refusal is not None:
+            return refusal
+        return view(request, *args, **kwargs)
+
+    return wrapper

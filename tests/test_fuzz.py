@@ -74,6 +74,9 @@ ALLOWED_EVENT_WRITES = {
     ("/2fa/totp/confirm/", "invalid_credentials"),
     ("/2fa/email/enable/", "invalid_credentials"),
     ("/2fa/email/confirm/", "invalid_credentials"),
+    # reauthenticate/: a wrong password goes through GuardBackend (login buckets), a wrong code spends 2fa_attempt.
+    ("/reauthenticate/", "invalid_credentials"),
+    ("/reauthenticate/", "invalid_code"),
 }
 
 OPERATIONS = sorted(

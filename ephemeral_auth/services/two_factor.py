@@ -66,6 +66,7 @@ __all__ = [
     "load_state",
     "mark_session",
     "note_change",
+    "recently_authenticated",
     "require_fresh_proof",
     "reset_two_factor",
     "session_mark",
@@ -276,6 +277,19 @@ def session_proof(request: HttpRequest) -> Proof:
     )
 
 
+def recently_authenticated(proof: Proof, *, now: datetime | None = None) -> bool:
+    """Return whether ``proof`` shows a sign-in or reauthentication within ``REAUTHENTICATION_WINDOW``.
+
+    The session path of :func:`require_fresh_proof` while 2FA is off, and the
+    check of ``decorators.reauthentication_required``.
+    """
+    if proof.authenticated_at is None:
+        return False
+    window = int(conf.get("REAUTHENTICATION_WINDOW") or 0)
+    stamp = int((now or clock.now()).timestamp())
+    return 0 <= stamp - proof.authenticated_at <= window
+
+
 def require_fresh_proof(
     user: AbstractBaseUser, proof: Proof, *, password: Any = None, now: datetime | None = None, request: Any = None
 ) -> TwoFactorState:
@@ -300,9 +314,7 @@ def require_fresh_proof(
         if proof.verified and proof.fingerprint == state.fingerprint:
             return state
         raise ReauthenticationRequired()
-    window = int(conf.get("REAUTHENTICATION_WINDOW") or 0)
-    stamp = int(now.timestamp())
-    if proof.authenticated_at is not None and 0 <= stamp - proof.authenticated_at <= window:
+    if recently_authenticated(proof, now=now):
         return state
     if password in (None, "") or not user.has_usable_password():
         raise ReauthenticationRequired()
@@ -312,7 +324,7 @@ def require_fresh_proof(
     if not user.check_password(password):
         note_failure(user, state, now=now, request=request)
         raise InvalidCredentials(gettext("The password is incorrect."))
-    proof.renewed_at = stamp
+    proof.renewed_at = int(now.timestamp())
     return state
 
 

@@ -8,10 +8,15 @@ from __future__ import annotations
 from contextlib import suppress
 from typing import Any
 
+from django.contrib.auth import authenticate
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
+from django.utils.translation import gettext
 
+from .. import clock, conf
+from ..backends import REFUSAL_ATTRIBUTE
+from ..exceptions import InvalidCode, InvalidCredentials, InvalidInput, MethodNotEnabled, RateLimited
 from ..services import email_otp, recovery, totp, two_factor
 from ..services import login as login_service
 from .json import api_view, optional_text, parse_json, required_text
@@ -29,6 +34,7 @@ __all__ = [
     "email_disable",
     "email_enable",
     "email_send",
+    "reauthenticate",
     "recovery_codes",
     "status",
     "totp_confirm",
@@ -173,6 +179,65 @@ def email_disable(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"status": "ok"})
 
 
+# Reauthentication (docs/two-factor.md, "Reauthentication for your own views").
+
+
+def _check_password(request: HttpRequest, user: Any, password: str) -> None:
+    """Check ``user``'s password through ``authenticate()``, so GuardBackend counts the attempt."""
+    found = authenticate(request, username=user.get_username(), password=password)
+    if found is None or found.pk != user.pk:
+        refusal = getattr(request, REFUSAL_ATTRIBUTE, None)
+        if isinstance(refusal, RateLimited):
+            raise refusal
+        raise InvalidCredentials(gettext("The password is incorrect."))
+
+
+def _check_code(request: HttpRequest, user: Any, method: str, code: str) -> None:
+    """Check a TOTP or recovery code against the user's 2FA budget; a right code is used up, as at login."""
+    if method not in two_factor.METHODS:
+        raise InvalidInput(gettext("method must be one of: totp, email, recovery."), field="method")
+    now = clock.now()
+    state = two_factor.load_state(user)
+    if method == "email" or method not in state.methods(user):
+        # Email codes are not accepted for reauthentication (yet): nothing sends one.
+        raise MethodNotEnabled()
+    module = totp if method == "totp" else recovery
+    cleaned = module.normalize(code)
+    if cleaned is None:
+        raise InvalidCode()  # cannot be right: refused without spending the budget
+    two_factor.count_attempt(user, state, now=now)
+    if method == "totp":
+        accepted = state.row is not None and totp.accept(state.row, cleaned, now=now)
+    else:
+        accepted = recovery.use(user.pk, cleaned)
+        if accepted:
+            two_factor.forgive_failures(user, now=now)
+    if not accepted:
+        two_factor.note_failure(user, state, now=now, request=request)
+        raise InvalidCode()
+
+
+@api_view(("POST",), login_required=True)
+def reauthenticate(request: HttpRequest) -> HttpResponse:
+    """Confirm it is still the user: ``password``, or ``method`` (totp, recovery) and ``code``.
+
+    Stamps the session's sign-in time (what ``require_fresh_proof`` and
+    ``decorators.reauthentication_required`` read); answers how long it counts.
+    """
+    data = parse_json(request)
+    method = optional_text(data, "method", max_length=16)
+    user = request.user
+    if method:
+        code = required_text(data, "code", max_length=CODE)
+        _check_code(request, user, method, code)
+    else:
+        password = required_text(data, "password", max_length=PASSWORD)
+        _check_password(request, user, password)
+    proof = two_factor.Proof(renewed_at=int(clock.now().timestamp()))
+    save_proof(request, proof)
+    return JsonResponse({"status": "ok", "valid_for": int(conf.get("REAUTHENTICATION_WINDOW") or 0)})
+
+
 urlpatterns = [
     path("2fa/", status, name="two_factor_status"),
     path("2fa/verify/", verify, name="two_factor_verify"),
@@ -184,4 +249,5 @@ urlpatterns = [
     path("2fa/email/enable/", email_enable, name="email_enable"),
     path("2fa/email/confirm/", email_confirm, name="email_confirm"),
     path("2fa/email/disable/", email_disable, name="email_disable"),
+    path("reauthenticate/", reauthenticate, name="reauthenticate"),
 ]

@@ -255,7 +255,7 @@ def _setup_reset(racer: Any, tag: str) -> tuple[Any, Any]:
     def present(raw: str) -> str:
         response = Client().post(
             "/api/auth/password-reset/confirm/",
-            {"token": raw, "new_password": f"Galera-{raw[:6]}-horse-battery"},
+            {"token": raw, "new_password": "Galera-correct-horse-battery-staple"},
             content_type="application/json",
         )
         return _http(response)

@@ -260,6 +260,22 @@ def two_factor_refusal(request: HttpRequest) -> HttpResponse | None:
     return redirect_to_login(request.get_full_path())
 
 
+def _guarded_by(refusal_of: Callable[[HttpRequest], HttpResponse | None]) -> Callable[..., Any]:
+    """Return a decorator that answers ``refusal_of(request)`` when it is not None, else runs the view."""
+
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            refusal = refusal_of(request)
+            if refusal is not None:
+                return refusal
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
 def two_factor_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """Let only users signed in with their second factor open ``view`` (a sync view).
 
@@ -270,15 +286,7 @@ def two_factor_required(view: Callable[..., HttpResponse]) -> Callable[..., Http
 
     See :func:`two_factor_refusal` for the answers to everyone else.
     """
-
-    @functools.wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        refusal = two_factor_refusal(request)
-        if refusal is not None:
-            return refusal
-        return view(request, *args, **kwargs)
-
-    return wrapper
+    return _guarded_by(two_factor_refusal)(view)  # type: ignore[no-any-return]
 
 
 class TwoFactorRequiredMixin:
@@ -338,12 +346,4 @@ def reauthentication_required(view: Callable[..., HttpResponse]) -> Callable[...
     JSON clients reauthenticate with ``POST reauthenticate/`` and retry. See
     :func:`reauthentication_refusal` for the answers.
     """
-
-    @functools.wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        refusal = reauthentication_refusal(request)
-        if refusal is not None:
-            return refusal
-        return view(request, *args, **kwargs)
-
-    return wrapper
+    return _guarded_by(reauthentication_refusal)(view)  # type: ignore[no-any-return]

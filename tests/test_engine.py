@@ -64,3 +64,40 @@ def test_one_server_is_not_galera() -> None:
     assert engine.is_galera(connection) is False
     sql = "SELECT 1"
     assert engine.causal(connection, sql) == sql
+
+
+class FakeMySQLConnection:
+    """Just enough of a MySQL-family connection wrapper for ``note_connection``."""
+
+    vendor = "mysql"
+
+    def __init__(self, port: str, wsrep_on: str) -> None:
+        self.settings_dict = {"HOST": "db.example", "PORT": port}
+        self.wsrep_on, self.queries = wsrep_on, 0
+
+    def cursor(self) -> FakeMySQLConnection:
+        return self
+
+    def __enter__(self) -> FakeMySQLConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def execute(self, sql: str) -> None:
+        assert "wsrep_on" in sql
+        self.queries += 1
+
+    def fetchone(self) -> tuple[str, str]:
+        return ("wsrep_on", self.wsrep_on)
+
+
+def test_a_server_is_asked_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine, "_servers", {})
+    first, second = FakeMySQLConnection("3311", "ON"), FakeMySQLConnection("3311", "ON")
+    other = FakeMySQLConnection("3306", "OFF")
+    for fake in (first, second, other):
+        engine.note_connection(connection=fake)
+    assert (first.queries, second.queries, other.queries) == (1, 0, 1)
+    assert first._ephemeral_auth_galera and second._ephemeral_auth_galera  # type: ignore[attr-defined]
+    assert other._ephemeral_auth_galera is False  # type: ignore[attr-defined]

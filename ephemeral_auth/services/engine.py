@@ -22,9 +22,9 @@ trail the others' commits. Measured on three nodes with defaults (docs/clusters.
   FOR SELECT ...`` waits until the node has applied every write set committed
   anywhere before it, in the same single statement (:func:`causal`).
 
-Galera is recognised when the connection is made (``wsrep_on``, one query per
-new MariaDB/MySQL connection, by the ``connection_created`` receiver); other
-engines are untouched.
+Galera is recognised when the first connection to a server is made
+(``wsrep_on``, one query per server and process, by the ``connection_created``
+receiver); other engines are untouched.
 """
 
 from __future__ import annotations
@@ -46,14 +46,23 @@ _MYSQL_CONFLICTS = frozenset({1213})
 _POSTGRES_CONFLICTS = frozenset({"40001", "40P01"})
 
 
+# Whether a server (host, port) is a Galera node, asked once per process: with
+# CONN_MAX_AGE=0 a connection is made per request, and the answer does not change.
+_servers: dict[tuple[str, str], bool] = {}
+
+
 def note_connection(sender: Any = None, connection: Any = None, **kwargs: Any) -> None:
     """``connection_created`` receiver: remember whether a new MySQL-family connection is a Galera node."""
     if connection is None or connection.vendor != "mysql":
         return
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW VARIABLES LIKE 'wsrep_on'")
-        row = cursor.fetchone()
-    setattr(connection, _GALERA, bool(row) and str(row[1]).upper() == "ON")
+    server = (str(connection.settings_dict.get("HOST") or ""), str(connection.settings_dict.get("PORT") or ""))
+    known = _servers.get(server)
+    if known is None:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW VARIABLES LIKE 'wsrep_on'")
+            row = cursor.fetchone()
+        known = _servers[server] = bool(row) and str(row[1]).upper() == "ON"
+    setattr(connection, _GALERA, known)
 
 
 def is_galera(connection: Any) -> bool:

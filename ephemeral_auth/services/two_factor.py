@@ -435,15 +435,16 @@ def forgive_failures(user: AbstractBaseUser, *, now: datetime) -> None:
 
 
 def check_user_code(
-    user: AbstractBaseUser, code: Any, *, now: datetime | None = None, allow_recovery: bool = True,
-    request: Any = None, state: TwoFactorState | None = None,
+    user: AbstractBaseUser, code: Any, *, now: datetime | None = None, allow_totp: bool = True,
+    allow_recovery: bool = True, request: Any = None, state: TwoFactorState | None = None,
 ) -> str:
     """Verify a current TOTP code (or a recovery code) of a logged-in user; return the method used.
 
     For sensitive changes (replace or disable the authenticator, new recovery
-    codes). Counts against the user's 2FA budget; a right code is a real
-    second-factor success (``last_verified_at``). Raises InvalidInput for a
-    non-text code, RateLimited, or InvalidCode.
+    codes) and for ``reauthenticate/`` (one method at a time). Counts against
+    the user's 2FA budget; a right code is a real second-factor success
+    (``last_verified_at``). Raises InvalidInput for a non-text code,
+    RateLimited, or InvalidCode.
     """
     from . import recovery, totp
     from .inputs import clean_text
@@ -451,7 +452,7 @@ def check_user_code(
     clean_text(code, field="code", max_length=64)
     now = now or clock.now()
     state = state if state is not None else load_state(user)
-    totp_code = totp.normalize(code) if state.totp else None
+    totp_code = totp.normalize(code) if allow_totp and state.totp else None
     recovery_code = recovery.normalize(code) if allow_recovery else None
     if totp_code is None and recovery_code is None:
         raise InvalidCode()

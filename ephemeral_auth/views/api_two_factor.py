@@ -16,7 +16,7 @@ from django.utils.translation import gettext
 
 from .. import clock, conf
 from ..backends import REFUSAL_ATTRIBUTE
-from ..exceptions import InvalidCode, InvalidCredentials, InvalidInput, MethodNotEnabled, RateLimited
+from ..exceptions import InvalidCredentials, InvalidInput, MethodNotEnabled, RateLimited
 from ..services import email_otp, recovery, totp, two_factor
 from ..services import login as login_service
 from .json import api_view, optional_text, parse_json, required_text
@@ -196,25 +196,13 @@ def _check_code(request: HttpRequest, user: Any, method: str, code: str) -> None
     """Check a TOTP or recovery code against the user's 2FA budget; a right code is used up, as at login."""
     if method not in two_factor.METHODS:
         raise InvalidInput(gettext("method must be one of: totp, email, recovery."), field="method")
-    now = clock.now()
     state = two_factor.load_state(user)
     if method == "email" or method not in state.methods(user):
         # Email codes are not accepted for reauthentication (yet): nothing sends one.
         raise MethodNotEnabled()
-    module = totp if method == "totp" else recovery
-    cleaned = module.normalize(code)
-    if cleaned is None:
-        raise InvalidCode()  # cannot be right: refused without spending the budget
-    two_factor.count_attempt(user, state, now=now)
-    if method == "totp":
-        accepted = state.row is not None and totp.accept(state.row, cleaned, now=now)
-    else:
-        accepted = recovery.use(user.pk, cleaned)
-        if accepted:
-            two_factor.forgive_failures(user, now=now)
-    if not accepted:
-        two_factor.note_failure(user, state, now=now, request=request)
-        raise InvalidCode()
+    two_factor.check_user_code(
+        user, code, allow_totp=method == "totp", allow_recovery=method == "recovery", request=request, state=state
+    )
 
 
 @api_view(("POST",), login_required=True)

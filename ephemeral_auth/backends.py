@@ -40,9 +40,10 @@ from django.contrib.auth.backends import BaseBackend
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 
-from . import clock, conf
+from . import clock
 from .client_ip import client_ip
 from .exceptions import InvalidInput, RateLimited
+from .http import device_cookie_name
 from .services import lockout
 
 __all__ = ["ATTEMPT_ATTRIBUTE", "GUARD_BACKEND", "INNER_BACKEND_ATTRIBUTE", "GuardBackend", "device_cookie_name"]
@@ -59,15 +60,6 @@ REFUSAL_ATTRIBUTE = "_ephemeral_auth_refusal"
 # Set on the request by receivers.remember_login: the pk of the user who just logged in
 # (the middleware gives the browser the device cookie on the way out).
 REMEMBER_DEVICE_ATTRIBUTE = "_ephemeral_auth_remember_device"
-
-HOST_PREFIX = "__Host-"
-
-
-def device_cookie_name(request: HttpRequest | None) -> str:
-    """Return the device cookie's name for this request (``__Host-`` on HTTPS)."""
-    name = str(conf.get("DEVICE_COOKIE_NAME"))
-    return HOST_PREFIX + name if request is not None and request.is_secure() else name
-
 
 def read_device_cookie(request: HttpRequest | None) -> str:
     return request.COOKIES.get(device_cookie_name(request), "") if request is not None else ""

@@ -41,7 +41,6 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import resolve_url
 from django.template.response import SimpleTemplateResponse
@@ -50,11 +49,10 @@ from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from . import conf
-from .exceptions import EphemeralAuthError, InvalidToken, ReauthenticationRequired, ServiceUnavailable
-from .middleware import _wants_json
+from .exceptions import EphemeralAuthError, InvalidToken, ReauthenticationRequired
+from .http import error, fail_closed, wants_json
 from .services import downloads, two_factor
 from .views import downloads as pages
-from .views.json import error
 
 __all__ = [
     "RedeemedLink",
@@ -167,21 +165,19 @@ def one_time_link(
                 where = ""  # a resource that cannot be named cannot match a link
             safe = conf.get("DOWNLOAD_SCANNER_SAFE") if scanner_safe is None else scanner_safe
             try:
-                if request.method == "HEAD":
-                    return pages.head_answer(valid=downloads.peek_download(raw, where) is not None)
-                if request.method == "GET" and safe:
-                    if downloads.peek_download(raw, where) is None:
-                        raise InvalidToken()
-                    return pages.confirm_page(request, raw=raw, param=param, template_name=confirm_template)
-                if request.method not in ("GET", "POST"):
-                    return pages.method_not_allowed(request)
-                user = downloads.redeem_download(raw, where)
+                # Fail closed: nothing served, a stable code (503), no traceback for the client.
+                with fail_closed(logger, "while checking a download link"):
+                    if request.method == "HEAD":
+                        return pages.head_answer(valid=downloads.peek_download(raw, where) is not None)
+                    if request.method == "GET" and safe:
+                        if downloads.peek_download(raw, where) is None:
+                            raise InvalidToken()
+                        return pages.confirm_page(request, raw=raw, param=param, template_name=confirm_template)
+                    if request.method not in ("GET", "POST"):
+                        return pages.method_not_allowed(request)
+                    user = downloads.redeem_download(raw, where)
             except EphemeralAuthError as exc:
                 return pages.failure(request, exc)
-            except DatabaseError:
-                # Fail closed: nothing served, a stable code, no traceback for the client.
-                logger.exception("database error while checking a download link")
-                return pages.failure(request, ServiceUnavailable(), status=503)
             return _as_user(view, request, user, where, args, kwargs)
 
         def without_token(request: HttpRequest, args: tuple[Any, ...], kwargs: dict[str, Any]) -> HttpResponse:
@@ -189,7 +185,7 @@ def one_time_link(
             if allow_session and user is not None and user.is_authenticated:
                 # An ordinary session request: Django's CSRF check applies again.
                 return session_view(request, *args, **kwargs)
-            if pages.wants_json(request) or request.method not in ("GET", "HEAD"):
+            if wants_json(request) or request.method not in ("GET", "HEAD"):
                 return error("not_authenticated", _("Authentication required."))
             return redirect_to_login(request.get_full_path())
 
@@ -225,8 +221,8 @@ def two_factor_refusal(request: HttpRequest) -> HttpResponse | None:
     """Return the answer to a request that may not open a 2FA-only view, or None to let it in.
 
     Reads what ``TwoFactorMiddleware`` set (no query): a signed-in user with
-    2FA enabled whose session passed it gets in. Otherwise JSON clients (the
-    middleware's rule: ``Content-Type`` or an ``Accept`` asking for JSON
+    2FA enabled whose session passed it gets in. Otherwise JSON clients
+    (``http.wants_json``: ``Content-Type`` or an ``Accept`` asking for JSON
     alone) get ``401 not_authenticated`` (nobody signed in, or a session that
     skipped the second factor) or ``403 two_factor_enrolment_required`` (no
     second factor yet); browsers are sent to ``LOGIN_URL`` or to
@@ -242,9 +238,9 @@ def two_factor_refusal(request: HttpRequest) -> HttpResponse | None:
     enabled = bool(getattr(request, "two_factor_enabled", False))
     if signed_in and enabled and request.two_factor_verified:
         return None
-    wants_json = _wants_json(request)
+    json_client = wants_json(request)
     if signed_in and not enabled:
-        if wants_json:
+        if json_client:
             return error(
                 "two_factor_enrolment_required",
                 _("Set up two-factor authentication to open this page."),
@@ -255,7 +251,7 @@ def two_factor_refusal(request: HttpRequest) -> HttpResponse | None:
         return HttpResponseRedirect(f"{target}{separator}{urlencode({'next': request.get_full_path()})}")
     # Anonymous, or signed in without passing the second factor (the middleware hides
     # such sessions; without it this is the same answer): sign in again.
-    if wants_json:
+    if json_client:
         return error("not_authenticated", _("Authentication required."))
     return redirect_to_login(request.get_full_path())
 
@@ -313,22 +309,22 @@ def reauthentication_refusal(request: HttpRequest) -> HttpResponse | None:
     (or a password given to a 2FA change), is at most
     ``REAUTHENTICATION_WINDOW`` seconds old and belongs to the signed-in user
     (``services.two_factor.recently_authenticated``, the session path of
-    ``require_fresh_proof``). Otherwise JSON clients (``_wants_json``) get
+    ``require_fresh_proof``). Otherwise JSON clients (``http.wants_json``) get
     ``401 not_authenticated`` (nobody signed in) or ``403
     reauthentication_required``; browsers are sent to the login page with
     ``?next=`` this page, as the 2FA management pages do.
     """
     user = getattr(request, "user", None)
-    wants_json = _wants_json(request)
+    json_client = wants_json(request)
     if user is None or not user.is_authenticated:
-        if wants_json:
+        if json_client:
             return error("not_authenticated", _("Authentication required."))
         return redirect_to_login(request.get_full_path())
     proof = two_factor.session_proof(request)
     if proof.user_id == str(user.pk) and two_factor.recently_authenticated(proof):
         return None
     refusal = ReauthenticationRequired()
-    if wants_json:
+    if json_client:
         return error(refusal.code, refusal.message)
     messages.info(request, refusal.message, fail_silently=True)
     target = reverse("ephemeral_auth:login")

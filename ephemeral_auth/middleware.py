@@ -46,16 +46,14 @@ from urllib.parse import urlencode
 from django.contrib.auth import SESSION_KEY as AUTH_SESSION_KEY
 from django.contrib.auth import logout
 from django.contrib.auth.models import AnonymousUser
-from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import resolve_url
-from django.urls import Resolver404, resolve
-from django.utils.cache import add_never_cache_headers
-from django.utils.html import escape
 from django.utils.translation import gettext as _
 
 from . import clock, conf
-from .backends import REMEMBER_DEVICE_ATTRIBUTE, device_cookie_name, read_device_cookie
+from .backends import REMEMBER_DEVICE_ATTRIBUTE, read_device_cookie
+from .exceptions import ServiceUnavailable
+from .http import device_cookie_name, error, fail_closed, service_unavailable, wants_json
 from .services import lockout, two_factor
 
 __all__ = ["REMEMBER_DEVICE_ATTRIBUTE", "TwoFactorMiddleware", "service_unavailable", "set_device_cookie"]
@@ -74,12 +72,12 @@ class TwoFactorMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         try:
-            self.process_request(request)
-        except DatabaseError:
+            with fail_closed(logger, "while reading the session's two-factor state"):
+                self.process_request(request)
+        except ServiceUnavailable:
             # The session (or the 2FA state) cannot be read: we cannot tell who this is,
             # so nobody is signed in for this request. Answer 503 here: past this point
             # the view would meet the same error outside any handler (a 500 page).
-            logger.exception("database error while reading the session's two-factor state")
             return service_unavailable(request)
         response = self.get_response(request)
         set_device_cookie(request, response)
@@ -167,9 +165,7 @@ class TwoFactorMiddleware:
         match = request.resolver_match
         if match is not None and OWN_NAMESPACES.intersection(match.namespaces):
             return None
-        if _wants_json(request):
-            from .views.json import error
-
+        if wants_json(request):
             return error(
                 "two_factor_enrolment_required",
                 _("Staff accounts must set up two-factor authentication first."),
@@ -191,30 +187,3 @@ def set_device_cookie(request: HttpRequest, response: HttpResponse) -> None:
         device_cookie_name(request), value, max_age=int(conf.get("DEVICE_COOKIE_AGE")), path="/",
         secure=request.is_secure(), httponly=True, samesite="Lax",
     )
-
-
-def _wants_json(request: HttpRequest) -> bool:
-    accept = request.headers.get("Accept", "")
-    return request.content_type == "application/json" or (
-        "application/json" in accept and "text/html" not in accept
-    )
-
-
-def service_unavailable(request: HttpRequest) -> HttpResponse:
-    """Return the 503 answer: the JSON error for the API (or a JSON client), a plain page otherwise."""
-    message = _("The service is temporarily unavailable.")
-    try:
-        namespaces = resolve(request.path_info).namespaces
-    except Resolver404:
-        namespaces = []
-    if "ephemeral_auth_api" in namespaces or _wants_json(request):
-        from .views.json import error
-
-        return error("service_unavailable", message)
-    response = HttpResponse(
-        f"<!doctype html>\n<title>{escape(message)}</title>\n<h1>{escape(message)}</h1>\n",
-        status=503,
-        content_type="text/html; charset=utf-8",
-    )
-    add_never_cache_headers(response)
-    return response

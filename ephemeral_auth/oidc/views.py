@@ -38,6 +38,7 @@ from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthen
 from .. import conf
 from ..client_ip import client_ip
 from ..exceptions import EphemeralAuthError, OIDCError, RateLimited
+from ..http import database_failure
 from ..services import oidc as oidc_service
 from ..services.inputs import is_plain_text
 from . import providers
@@ -137,8 +138,8 @@ class OIDCAuthorizeView(OIDCAuthenticationRequestView):
         except EphemeralAuthError as exc:
             return _failure(request, exc.code, mode=mode, next_url=next_url)
         except DatabaseError:
-            logger.exception("OIDC authorize: database error")
-            return _failure(request, "service_unavailable", mode=mode, next_url=next_url)
+            failure = database_failure(logger, "in the OIDC authorize view")
+            return _failure(request, failure.code, mode=mode, next_url=next_url)
         response = _redirect(authorization.url)
         _set_binding(
             response, request, binding_cookie_name(request, authorization.state), authorization.binding,
@@ -191,12 +192,12 @@ class OIDCCallbackView(OIDCAuthenticationCallbackView):
         except EphemeralAuthError as exc:
             return self.login_failure(exc.code)
         except DatabaseError:
-            logger.exception("OIDC callback: database error")
+            failure = database_failure(logger, "in the OIDC callback")
             if self.flow is None:
                 # The state was not consumed: keep the binding cookie, the flow may be
                 # retried (the browser's back button, a reload) once the database is back.
                 self.state = ""
-            return self.login_failure("service_unavailable")
+            return self.login_failure(failure.code)
 
     def _check_parameters(self, request: HttpRequest) -> None:
         error = request.GET.get("error")

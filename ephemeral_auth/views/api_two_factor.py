@@ -5,11 +5,10 @@ See docs/two-factor.md ("HTTP API") for bodies, answers and error codes.
 
 from __future__ import annotations
 
-from contextlib import suppress
+import logging
 from typing import Any
 
 from django.contrib.auth import authenticate
-from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
 from django.utils.translation import gettext
@@ -17,6 +16,7 @@ from django.utils.translation import gettext
 from .. import clock, conf
 from ..backends import REFUSAL_ATTRIBUTE
 from ..exceptions import InvalidCredentials, InvalidInput, MethodNotEnabled, RateLimited
+from ..http import best_effort
 from ..services import email_otp, recovery, totp, two_factor
 from ..services import login as login_service
 from .json import api_view, optional_text, parse_json, required_text
@@ -44,6 +44,8 @@ __all__ = [
     "verify",
 ]
 
+logger = logging.getLogger("ephemeral_auth.api")
+
 CODE = login_service.MAX_CODE_LENGTH
 TOKEN = login_service.MAX_TOKEN_LENGTH
 PASSWORD = login_service.MAX_PASSWORD_LENGTH
@@ -66,7 +68,7 @@ def verify(request: HttpRequest) -> HttpResponse:
     if method == "recovery":
         # The code is used up: say how many are left (one SELECT, only for this method), so
         # the client can warn when few remain. The login completed: a failed count only omits it.
-        with suppress(DatabaseError):
+        with best_effort(logger, "count the recovery codes left"):
             answer["recovery_codes_remaining"] = recovery.remaining(user)
     response = JsonResponse(answer)
     clear_login_cookies(response, request)

@@ -13,8 +13,8 @@ from django.urls import URLPattern
 from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
 
-from ..exceptions import EphemeralAuthError
-from .json import error, error_response
+from ..exceptions import EphemeralAuthError, ServiceUnavailable
+from ..http import error, error_response, wants_json
 
 __all__ = [
     "CONFIRM_TEMPLATE",
@@ -43,14 +43,14 @@ def protect(response: HttpResponse) -> HttpResponse:
     return response
 
 
-def wants_json(request: HttpRequest) -> bool:
-    """Return whether the client asked for JSON rather than a page."""
-    accept = request.headers.get("Accept", "")
-    return "application/json" in accept and "text/html" not in accept
+def failure(request: HttpRequest, exc: EphemeralAuthError, *, status: int | None = None) -> HttpResponse:
+    """Answer an invalid, expired, used or misplaced link: JSON or a page, never a traceback.
 
-
-def failure(request: HttpRequest, exc: EphemeralAuthError, *, status: int = 403) -> HttpResponse:
-    """Answer an invalid, expired, used or misplaced link: JSON or a page, never a traceback."""
+    ``status``: of the page (and of JSON ``invalid_token``); by default 403, and
+    503 when the service is unavailable (a database failure).
+    """
+    if status is None:
+        status = 503 if isinstance(exc, ServiceUnavailable) else 403
     if wants_json(request):
         response: HttpResponse = error_response(exc)
         response.status_code = status if exc.code == "invalid_token" else response.status_code

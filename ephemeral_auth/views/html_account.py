@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout as django_logout
-from django.db import DatabaseError, transaction
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render, resolve_url
 from django.urls import path, reverse
@@ -26,10 +26,11 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 
-from ..exceptions import EphemeralAuthError, ReauthenticationRequired, ServiceUnavailable
+from ..exceptions import EphemeralAuthError, ReauthenticationRequired
 from ..forms import LoginForm
+from ..http import fail_closed, html_error_response
 from ..services import login as login_service
-from .responses import clear_login_cookies, html_error_response, login_step_redirect
+from .responses import clear_login_cookies, login_step_redirect
 
 __all__ = ["LoginView", "LogoutView", "ServiceErrorMixin", "safe_next_url", "urlpatterns"]
 
@@ -49,7 +50,7 @@ class ServiceErrorMixin:
     """Render a service failure on the page: its message as text, and 429 + Retry-After when rate limited.
 
     The message goes to the form the user submitted (``form``, or the bound
-    form of the context, whatever its name): ``views.responses.html_error_response``.
+    form of the context, whatever its name): ``http.html_error_response``.
 
     A change that needs a fresh proof the session cannot show
     (``reauthentication_required``) sends the user to sign in again, and back.
@@ -101,16 +102,14 @@ class LoginView(ServiceErrorMixin, View):
         if not form.is_valid():
             return render(request, self.template_name, context, status=400)
         try:
-            step = login_service.password_login(
-                request, username=form.cleaned_data["username"], password=form.cleaned_data["password"],
-                allowed=self.allowed_user,
-            )
+            # Fail closed: nobody is logged in, the form says so with a 503, no 500 page.
+            with fail_closed(logger, "on the login page"):
+                step = login_service.password_login(
+                    request, username=form.cleaned_data["username"], password=form.cleaned_data["password"],
+                    allowed=self.allowed_user,
+                )
         except EphemeralAuthError as exc:
             return self.error_response(request, exc, self.template_name, context)
-        except DatabaseError:
-            # Fail closed: nobody is logged in, the form says so with a 503, no 500 page.
-            logger.exception("database error on the login page")
-            return self.error_response(request, ServiceUnavailable(), self.template_name, context)
         return login_step_redirect(request, step, next_url=self.get_next_url())
 
 

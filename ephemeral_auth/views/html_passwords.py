@@ -13,13 +13,14 @@ as Django's PasswordResetConfirmView does with the session.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
 from django import forms
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render, resolve_url
 from django.urls import path, reverse
@@ -32,11 +33,11 @@ from django.views.decorators.http import require_http_methods
 from .. import conf
 from ..backends import REMEMBER_DEVICE_ATTRIBUTE
 from ..client_ip import client_ip
-from ..exceptions import InvalidInput, InvalidPassword, InvalidToken, RateLimited
+from ..exceptions import InvalidInput, InvalidPassword, InvalidToken, RateLimited, ServiceUnavailable
+from ..http import fail_closed, password_reset_cookie_name, wait_message
 from ..models import TokenType
 from ..services import passwords
 from .api_passwords import MAX_TOKEN_LENGTH
-from .responses import wait_message
 
 __all__ = [
     "PasswordResetRequestForm",
@@ -49,6 +50,8 @@ __all__ = [
 ]
 
 TEMPLATE_DIR = "ephemeral_auth/password_reset"
+
+logger = logging.getLogger("ephemeral_auth.views")
 
 
 class PasswordResetRequestForm(forms.Form):
@@ -96,10 +99,11 @@ def _reset_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
-            response = view(request, *args, **kwargs)
-        except DatabaseError:
+            with fail_closed(logger, "on a password reset page"):
+                response = view(request, *args, **kwargs)
+        except ServiceUnavailable as exc:
             # Fail closed with a page, not a traceback.
-            response = _error_page(request, gettext("The service is temporarily unavailable."), status=503)
+            response = _error_page(request, exc.message, status=503)
         response.headers.setdefault("Referrer-Policy", "same-origin")
         return response
 
@@ -147,14 +151,14 @@ def password_reset_sent(request: HttpRequest) -> HttpResponse:
 
 
 def _token_cookie(request: HttpRequest) -> str:
-    return str(request.COOKIES.get(conf.get("PASSWORD_RESET_COOKIE_NAME"), ""))
+    return str(request.COOKIES.get(password_reset_cookie_name(), ""))
 
 
 @_reset_page
 @require_http_methods(["GET", "HEAD", "POST"])
 def password_reset_confirm(request: HttpRequest) -> HttpResponse:
     """Choose a new password with the token of the email."""
-    cookie_name = conf.get("PASSWORD_RESET_COOKIE_NAME")
+    cookie_name = password_reset_cookie_name()
     confirm_path = reverse("ephemeral_auth:password_reset_confirm")
     if request.method in ("GET", "HEAD") and "token" in request.GET:
         # Move the token out of the URL at once, so the page the user then

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db import DatabaseError, transaction
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import path, reverse
@@ -26,9 +26,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 
-from ..exceptions import EphemeralAuthError, InvalidToken
+from ..exceptions import EphemeralAuthError, InvalidToken, ServiceUnavailable
 from ..forms import CodeForm, EmailConfirmForm, PasswordForm, TotpStartForm, VerifyForm
-from ..middleware import service_unavailable
+from ..http import best_effort, fail_closed, service_unavailable
 from ..services import email_otp, recovery, totp, two_factor
 from ..services import login as login_service
 from .html_account import ServiceErrorMixin, safe_next_url
@@ -81,10 +81,10 @@ class VerifyView(ServiceErrorMixin, View):
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         try:
-            return super().dispatch(request, *args, **kwargs)
-        except DatabaseError:
+            with fail_closed(logger, "on the two-factor verify page"):
+                return super().dispatch(request, *args, **kwargs)
+        except ServiceUnavailable:
             # Fail closed: the pending login stays as it was, nobody is logged in, no 500 page.
-            logger.exception("database error on the two-factor verify page")
             return service_unavailable(request)
 
     def expired(self, request: HttpRequest) -> HttpResponse:
@@ -168,10 +168,9 @@ class VerifyView(ServiceErrorMixin, View):
         except EphemeralAuthError as exc:
             return self.error_response(request, exc, self.template_name, context)
         if method == "recovery":
-            try:
+            # The login completed: it is not undone for want of a count.
+            with best_effort(logger, "count the recovery codes left"):
                 self.recovery_code_used(request, recovery.remaining(user))
-            except DatabaseError:  # the login completed: it is not undone for want of a count
-                logger.exception("could not count the recovery codes left")
         response = HttpResponseRedirect(self.get_next_url())
         clear_login_cookies(response, request)
         return response

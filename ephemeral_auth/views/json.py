@@ -1,10 +1,13 @@
-"""Shared plumbing of the JSON API: body parsing, error codes, the view decorator.
+"""Shared plumbing of the JSON API: body parsing, the view decorator, the CSRF failure view.
 
 Every JSON view is wrapped by :func:`api_view`, which guarantees the contract
 of docs/http-api.md: errors are ``{"error": code, "message": text}`` with a
 4xx status (429 adds ``retry_after`` and ``Retry-After``), a database failure
 is a 503 ``service_unavailable`` (fail closed, no traceback), and nothing a
 client sends can produce a 500.
+
+The error bodies themselves (``error``, ``error_response``, ``STATUS_BY_CODE``)
+live in :mod:`ephemeral_auth.http` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -15,13 +18,14 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from django.db import DatabaseError, transaction
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
 from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
-from ..exceptions import EphemeralAuthError, InvalidInput, RateLimited
+from ..exceptions import EphemeralAuthError, InvalidInput
+from ..http import STATUS_BY_CODE, error, error_response, fail_closed, wants_json
 from ..services.inputs import is_plain_text
 
 __all__ = [
@@ -39,47 +43,6 @@ __all__ = [
 logger = logging.getLogger("ephemeral_auth.api")
 
 MAX_BODY_BYTES = 16 * 1024
-
-STATUS_BY_CODE: dict[str, int] = {
-    "invalid_input": 400,
-    "not_enrolled": 400,
-    "invalid_password": 400,
-    "invalid_token": 401,
-    "invalid_code": 401,
-    "invalid_credentials": 401,
-    "not_authenticated": 401,
-    "method_not_enabled": 403,
-    "account_inactive": 403,
-    "unknown_provider": 404,
-    "csrf_failed": 403,
-    "two_factor_enrolment_required": 403,
-    "reauthentication_required": 403,
-    "two_factor_unavailable": 403,
-    "forbidden": 403,
-    "not_found": 404,
-    "method_not_allowed": 405,
-    "rate_limited": 429,
-    "service_unavailable": 503,
-}
-
-
-def error(code: str, message: str, *, status: int | None = None, **extra: Any) -> JsonResponse:
-    """Return the JSON error answer for ``code``."""
-    body = {"error": code, "message": str(message), **extra}
-    response = JsonResponse(body, status=status or STATUS_BY_CODE.get(code, 400))
-    add_never_cache_headers(response)
-    return response
-
-
-def error_response(exc: EphemeralAuthError) -> JsonResponse:
-    """Translate a service exception into its JSON answer."""
-    if isinstance(exc, RateLimited):
-        response = error(exc.code, exc.message, retry_after=exc.retry_after)
-        response["Retry-After"] = str(exc.retry_after)
-        return response
-    extra: dict[str, Any] = {"field": exc.field} if isinstance(exc, InvalidInput) and exc.field else {}
-    return error(exc.code, exc.message, **extra)
-
 
 def parse_json(request: HttpRequest) -> dict[str, Any]:
     """Return the request's JSON object body; raise InvalidInput otherwise."""
@@ -139,13 +102,11 @@ def api_view(
                 return error("not_authenticated", _("Authentication required."))
             response: HttpResponse
             try:
-                response = view(request, *args, **kwargs)
+                # Fail closed: no login, no traceback, a stable code.
+                with fail_closed(logger, f"in {view.__name__}"):
+                    response = view(request, *args, **kwargs)
             except EphemeralAuthError as exc:
                 return error_response(exc)
-            except DatabaseError:
-                # Fail closed: no login, no traceback, a stable code.
-                logger.exception("database error in %s", view.__name__)
-                return error("service_unavailable", _("The service is temporarily unavailable."))
             add_never_cache_headers(response)
             return response
 
@@ -159,7 +120,6 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     """CSRF_FAILURE_VIEW that answers JSON clients with the ``csrf_failed`` code."""
     from django.views.csrf import csrf_failure as html_csrf_failure
 
-    wants_json = (request.content_type == "application/json") or "application/json" in request.headers.get("Accept", "")
-    if wants_json:
+    if wants_json(request):
         return error("csrf_failed", _("CSRF verification failed. Fetch a token from csrf/ and send it in X-CSRFToken."))
     return html_csrf_failure(request, reason=reason)

@@ -9,24 +9,30 @@ The pending login's browser binding is an HttpOnly cookie:
   a TLS-terminating proxy) it is ``Secure`` and named ``__Host-<name>``, so
   no subdomain can plant or overwrite it;
 * deleted when the login completes (fixing a weakness of the original application).
+
+The cookie names, and the HTML error half that used to live here
+(``error_message``, ``error_status``, ``wait_message``, ``submitted_form``,
+``html_error_response``), are :mod:`ephemeral_auth.http`'s, re-exported here.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from django.forms import BaseForm
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
-from django.shortcuts import render
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
-from django.utils.translation import gettext, ngettext
 
-from .. import conf
-from ..exceptions import EphemeralAuthError, RateLimited, ServiceUnavailable
+from ..http import (
+    challenge_cookie_name,
+    error_message,
+    error_status,
+    html_error_response,
+    pending_cookie_name,
+    submitted_form,
+    wait_message,
+)
 from ..services import two_factor
 
 if TYPE_CHECKING:
@@ -49,26 +55,10 @@ __all__ = [
     "save_proof",
     "session_proof",
     "set_login_cookies",
+    "submitted_form",
     "user_payload",
     "wait_message",
 ]
-
-HOST_PREFIX = "__Host-"
-
-
-def _cookie_name(request: HttpRequest, setting: str) -> str:
-    name = str(conf.get(setting))
-    return HOST_PREFIX + name if request.is_secure() else name
-
-
-def challenge_cookie_name(request: HttpRequest) -> str:
-    """Return the challenge cookie's name for this request (``__Host-`` on HTTPS)."""
-    return _cookie_name(request, "CHALLENGE_COOKIE_NAME")
-
-
-def pending_cookie_name(request: HttpRequest) -> str:
-    """Return the HTML flow's pending-token cookie name for this request."""
-    return _cookie_name(request, "PENDING_LOGIN_COOKIE_NAME")
 
 
 def read_challenge(request: HttpRequest) -> str:
@@ -190,82 +180,3 @@ def remark_session(request: HttpRequest, *, verified: bool | None = None) -> Non
     user = request.user
     keep = bool(getattr(request, "two_factor_verified", False)) if verified is None else verified
     two_factor.mark_session(request, user, two_factor.load_state(user), verified=keep)  # type: ignore[arg-type]
-
-
-# Service failures on the HTML pages (views.html_account.ServiceErrorMixin, views.html_passwords).
-
-
-def wait_message(retry_after: int) -> str:
-    """Say how long a rate-limited user waits: "Try again in 15 minutes." (seconds under two minutes)."""
-    seconds = max(1, int(retry_after))
-    if seconds < 120:
-        return ngettext("Try again in %(count)d second.", "Try again in %(count)d seconds.", seconds) % {
-            "count": seconds
-        }
-    minutes = math.ceil(seconds / 60)
-    return ngettext("Try again in %(count)d minute.", "Try again in %(count)d minutes.", minutes) % {
-        "count": minutes
-    }
-
-
-def error_message(exc: EphemeralAuthError) -> str:
-    """Return the text a page shows for a service failure; a rate limit also says how long to wait."""
-    if not isinstance(exc, RateLimited):
-        return exc.message
-    message = exc.message
-    if message == str(RateLimited.default_message):
-        message = gettext("Too many attempts.")  # the default's "try again later" becomes the wait
-    return f"{message} {wait_message(exc.retry_after)}"
-
-
-def error_status(exc: EphemeralAuthError) -> int:
-    """Return the HTTP status of an HTML page answering a service failure."""
-    if isinstance(exc, RateLimited):
-        return 429
-    if isinstance(exc, ServiceUnavailable):
-        return 503
-    if exc.code == "two_factor_unavailable":
-        return 403
-    return 400
-
-
-def submitted_form(context: Mapping[str, Any]) -> BaseForm | None:
-    """Return the bound form of a page's context: the one the user submitted, whatever its name.
-
-    A page may hold several forms (the authenticator page: ``start_form`` and
-    ``confirm_form``); only the submitted one is bound. With none bound,
-    ``context["form"]`` if it is a form.
-    """
-    forms = [value for value in context.values() if isinstance(value, BaseForm)]
-    bound = [form for form in forms if form.is_bound]
-    if len(bound) == 1:
-        return bound[0]
-    fallback = context.get("form")
-    return fallback if isinstance(fallback, BaseForm) else None
-
-
-def html_error_response(
-    request: HttpRequest, exc: EphemeralAuthError, template: str, context: dict[str, Any], *, form: Any = None,
-) -> HttpResponse:
-    """Render ``template`` again with the failure shown as text, its status, and ``Retry-After`` when rate limited.
-
-    The message becomes a non-field error of the submitted form (``form``, or
-    the bound form of ``context``), which every template renders with
-    ``{{ form.non_field_errors }}``; a page without a bound form gets it as
-    ``context["error"]`` (``ephemeral_auth/form_errors.html`` shows both).
-    ``context["error_code"]`` is the exception's code; ``context["retry_after"]``
-    the seconds to wait when rate limited.
-    """
-    message = error_message(exc)
-    target = form if form is not None else submitted_form(context)
-    if isinstance(target, BaseForm) and target.is_bound:
-        target.add_error(None, message)
-    else:
-        context["error"] = message
-    context.setdefault("error_code", exc.code)
-    if isinstance(exc, RateLimited):
-        context["retry_after"] = exc.retry_after
-    response = render(request, template, context, status=error_status(exc))
-    if isinstance(exc, RateLimited):
-        response["Retry-After"] = str(exc.retry_after)
-    return response

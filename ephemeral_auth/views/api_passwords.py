@@ -13,8 +13,9 @@ from django.urls import path
 from ..backends import REMEMBER_DEVICE_ATTRIBUTE
 from ..client_ip import client_ip
 from ..exceptions import InvalidPassword
+from ..http import error
 from ..services import passwords
-from .json import api_view, error, parse_json, required_text
+from .json import api_view, parse_json, required_text
 
 __all__ = ["password_reset", "password_reset_confirm", "urlpatterns"]
 

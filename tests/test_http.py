@@ -116,3 +116,41 @@ def test_the_old_places_still_export_the_names():
     assert backends.device_cookie_name is http.device_cookie_name
     assert browser.binding_cookie_name is http.binding_cookie_name
     assert browser.exchange_cookie_name is http.exchange_cookie_name
+
+
+@pytest.fixture
+def failing_login():
+    """Make login() fail with a database error (as a dropped connection would)."""
+    from django.contrib.auth.signals import user_logged_in
+
+    def fail(**kwargs):
+        raise DatabaseError("connection lost (test)")
+
+    user_logged_in.connect(fail, dispatch_uid="test-http-failing-login")
+    yield
+    user_logged_in.disconnect(dispatch_uid="test-http-failing-login")
+
+
+@pytest.mark.django_db
+def test_the_login_page_fails_closed_with_its_form(client, user, failing_login):
+    from tests.factories import PASSWORD
+
+    response = client.post("/accounts/login/", {"username": user.username, "password": PASSWORD})
+    assert response.status_code == 503
+    assert "temporarily unavailable" in response.content.decode()
+    assert response.context["error_code"] == "service_unavailable"
+    assert "_auth_user_id" not in client.session
+
+
+@pytest.mark.django_db
+def test_the_verify_page_fails_closed_with_a_plain_page(client, totp_user, clock, failing_login):
+    from tests.factories import PASSWORD, totp_code
+
+    user, secret = totp_user
+    step = client.post("/accounts/login/", {"username": user.username, "password": PASSWORD})
+    assert step.status_code == 302 and "/2fa/verify/" in step["Location"]
+    response = client.post(step["Location"], {"method": "totp", "code": totp_code(secret, clock.now)})
+    assert response.status_code == 503
+    assert response["Content-Type"].startswith("text/html") and "<form" not in response.content.decode()
+    assert "temporarily unavailable" in response.content.decode()
+    assert "_auth_user_id" not in client.session

@@ -136,6 +136,9 @@ def test_a_database_error_inside_the_exchange_login_logs_nobody_in(client, oidc_
     assert response.json()["error"] == "service_unavailable"
     assert SESSION_KEY not in client.session
     assert [s for s in Session.objects.all() if SESSION_KEY in s.get_decoded()] == []
+    # Nothing of the login was committed (Django's last_login receiver ran before the failure).
+    alice.refresh_from_db()
+    assert alice.last_login is None
 
 
 def test_exchange_of_a_2fa_user_reveals_no_profile(client, oidc_standin, alice_with_totp):

@@ -1,4 +1,4 @@
-"""OIDC sign-in through the HTTP views, against the provider STAND-IN (tests/test_oidc_standin.py).
+"""OIDC sign-in through the HTTP views, against the provider STAND-IN (tests/oidc_standin_provider.py).
 
 The stand-in is used here for speed and for the cases a real provider will not
 produce (bad signatures, foreign audiences, token endpoint failures...). The

@@ -1,6 +1,6 @@
 """OIDC sign-in meets local 2FA, and the SPA exchange (oidc/exchange/), against the provider STAND-IN.
 
-The stand-in (tests/test_oidc_standin.py) lets a test choose the ID token's
+The stand-in (tests/oidc_standin_provider.py) lets a test choose the ID token's
 ``amr``; the real-provider versions of these flows are in tests/e2e/.
 """
 

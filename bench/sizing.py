@@ -21,7 +21,7 @@ Bytes per row = (size with the rows - size of the empty table) / rows.
 
 How the rows are written: the first ``--sample`` rows of each kind go
 through the services that write them in production (``tokens.issue_*``,
-``oidc.begin_authorization``, ``downloads.issue_download_link``,
+``oidc.authorization.begin_authorization``, ``downloads.issue_download_link``,
 ``ratelimit.attempt``, ``totp.confirm`` and ``recovery.generate``). The rest
 are copies of those rows made with one ``executemany`` per 5,000 rows, with
 fresh values wherever a column is indexed or unique (the token digest, the
@@ -254,6 +254,7 @@ def run_child(backend: str, url: str, rows: int, sample: int, enrolled: int, enr
 
     from ephemeral_auth import clock, crypto
     from ephemeral_auth.models import EphemeralToken, EventType, RateLimitEvent, RecoveryCode, UserTwoFactor
+    from ephemeral_auth.oidc.authorization import begin_authorization
     from ephemeral_auth.oidc.providers import get_provider
     from ephemeral_auth.services import downloads, email_otp, ratelimit, recovery, tokens, totp
     from ephemeral_auth.services import oidc as oidc_service
@@ -296,7 +297,7 @@ def run_child(backend: str, url: str, rows: int, sample: int, enrolled: int, enr
             # What begin_login writes for a user with TOTP and recovery codes.
             tokens.issue_pre_auth(user, challenge=crypto.new_token(), methods=["totp", "recovery"])
         elif kind == "oidc_state":
-            oidc_service.begin_authorization(
+            begin_authorization(
                 get_provider("keycloak"),
                 redirect_uri=redirect_uri,
                 mode="session",

@@ -57,8 +57,8 @@ def reset_jobs(settings):
 
 @pytest.fixture(scope="session")
 def oidc_standin_server():
-    """The OIDC provider stand-in of tests/test_oidc_standin.py (a loopback HTTP server)."""
-    from tests.test_oidc_standin import StandIn
+    """The OIDC provider stand-in of tests/oidc_standin_provider.py (a loopback HTTP server)."""
+    from tests.oidc_standin_provider import StandIn
 
     standin = StandIn()
     yield standin
@@ -102,6 +102,12 @@ def clock(now, monkeypatch):
     frozen = FrozenClock(now)
     monkeypatch.setattr("ephemeral_auth.clock.now", frozen)
     return frozen
+
+
+@pytest.fixture
+def frozen(clock):
+    """The app clock frozen at ``now`` (the ``clock`` fixture), as that instant: for tests that never advance it."""
+    return clock.now
 
 
 @pytest.fixture

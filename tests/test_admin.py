@@ -37,13 +37,6 @@ TWO_FACTOR_CHANGELIST = "admin:ephemeral_auth_usertwofactor_changelist"
 
 
 @pytest.fixture
-def frozen(monkeypatch, now):
-    """Freeze the clock the admin and the services read."""
-    monkeypatch.setattr(clock, "now", lambda: now)
-    return now
-
-
-@pytest.fixture
 def secret_tokens(user, frozen):
     """One token of every type carrying every secret column; returns the secrets."""
     code_hash = crypto.code_digest("123456", scope="test")

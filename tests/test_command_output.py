@@ -14,7 +14,7 @@ from django.db import DatabaseError
 from ephemeral_auth.models import EventType
 from ephemeral_auth.services import cleanup, ratelimit, totp
 from tests.factories import UserFactory
-from tests.test_commands import fill, frozen, run  # noqa: F401 (frozen is a fixture)
+from tests.test_commands import fill, run
 
 pytestmark = pytest.mark.django_db
 
@@ -67,7 +67,7 @@ def test_printable_takes_any_value():
 # ephemeral_auth_unlock --list.
 
 
-def test_list_escapes_a_locked_out_users_username(frozen):  # noqa: F811
+def test_list_escapes_a_locked_out_users_username(frozen):
     user = UserFactory(username=FAKE)
     key = ratelimit.account_key(user.pk)
     fill(EventType.TWO_FA_ATTEMPT, key, 5, frozen)
@@ -86,7 +86,7 @@ def test_list_escapes_a_locked_out_users_username(frozen):  # noqa: F811
          "\\u202eecila (no such account) from 10.0.0.1"),
     ],
 )
-def test_list_escapes_identifiers_typed_at_login(frozen, event_type, limit, key, shown_key, who):  # noqa: F811
+def test_list_escapes_identifiers_typed_at_login(frozen, event_type, limit, key, shown_key, who):
     fill(event_type, key, limit, frozen)
     out = run("ephemeral_auth_unlock", "--list")
     assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out
@@ -95,7 +95,7 @@ def test_list_escapes_identifiers_typed_at_login(frozen, event_type, limit, key,
     assert line.endswith(f"({who})")
 
 
-def test_list_columns_line_up_on_the_escaped_keys(frozen):  # noqa: F811
+def test_list_columns_line_up_on_the_escaped_keys(frozen):
     fill(EventType.LOGIN_ATTEMPT, "n:\x1b\x1b\x1b", 100, frozen)
     fill(EventType.LOGIN_ATTEMPT, "n:abcdefghij", 100, frozen)
     lines = run("ephemeral_auth_unlock", "--list").splitlines()[1:]
@@ -105,25 +105,25 @@ def test_list_columns_line_up_on_the_escaped_keys(frozen):  # noqa: F811
 # ephemeral_auth_unlock: echoes of the command's own arguments.
 
 
-def test_username_argument_is_echoed_escaped(frozen):  # noqa: F811
+def test_username_argument_is_echoed_escaped(frozen):
     out = run("ephemeral_auth_unlock", "--username", "bob\x1b[2J\u202e")
     assert out == "username bob\\x1b[2J\\u202e: nothing to clear.\n"
 
 
-def test_unlocking_a_user_with_an_escape_sequence_in_the_name_is_echoed_escaped(frozen):  # noqa: F811
+def test_unlocking_a_user_with_an_escape_sequence_in_the_name_is_echoed_escaped(frozen):
     user = UserFactory(username=FAKE)
     fill(EventType.TWO_FA_ATTEMPT, ratelimit.account_key(user.pk), 5, frozen)
     out = run("ephemeral_auth_unlock", "--username", FAKE)
     assert out == f"Unlocked username {FAKE_ESCAPED}: cleared 5 2fa_attempt events.\n"
 
 
-def test_email_argument_is_echoed_escaped(frozen):  # noqa: F811
+def test_email_argument_is_echoed_escaped(frozen):
     out = run("ephemeral_auth_unlock", "--email", "a\x1b[2J@example.com")
     assert out == "email a\\x1b[2j@example.com: nothing to clear.\n"  # casefolded, as the key is
 
 
 @pytest.mark.parametrize(("option", "value"), [("--ip", "10.0.0.1\x1b[2J"), ("--username", "x\x00\x1b[2J")])
-def test_a_refused_argument_is_echoed_escaped_in_the_error(frozen, option, value):  # noqa: F811
+def test_a_refused_argument_is_echoed_escaped_in_the_error(frozen, option, value):
     with pytest.raises(CommandError) as info:
         run("ephemeral_auth_unlock", option, value)
     assert "\x1b" not in str(info.value) and "\x00" not in str(info.value)

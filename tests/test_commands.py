@@ -24,12 +24,6 @@ pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def frozen(monkeypatch, now):
-    monkeypatch.setattr(clock, "now", lambda: now)
-    return now
-
-
 def run(*args: str, **options) -> str:
     out = StringIO()
     call_command(*args, stdout=out, stderr=StringIO(), **options)

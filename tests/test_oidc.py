@@ -1,4 +1,4 @@
-"""OIDC sign-in through the HTTP views, against the provider STAND-IN (tests/test_oidc_standin.py).
+"""OIDC sign-in through the HTTP views, against the provider STAND-IN (tests/oidc_standin_provider.py).
 
 The stand-in is used here for speed and for the cases a real provider will not
 produce (bad signatures, foreign audiences, token endpoint failures...). The
@@ -567,3 +567,13 @@ def test_a_database_error_inside_login_logs_nobody_in(client, oidc_standin):
         user_logged_in.disconnect(dispatch_uid="test-oidc-failing-login")
     assert error_code(response) == "service_unavailable"
     assert SESSION_KEY not in client.session
+
+
+def test_begin_authorization_under_its_old_name_still_works_and_warns():
+    """services.oidc.begin_authorization moved up to oidc.authorization (it needs discovery): a deprecated alias."""
+    from ephemeral_auth.oidc import authorization
+    from ephemeral_auth.services import oidc as oidc_service
+
+    with pytest.warns(DeprecationWarning, match=r"ephemeral_auth\.oidc\.authorization\.begin_authorization"):
+        old = oidc_service.begin_authorization
+    assert old is authorization.begin_authorization

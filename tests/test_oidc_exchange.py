@@ -1,6 +1,6 @@
 """OIDC sign-in meets local 2FA, and the SPA exchange (oidc/exchange/), against the provider STAND-IN.
 
-The stand-in (tests/test_oidc_standin.py) lets a test choose the ID token's
+The stand-in (tests/oidc_standin_provider.py) lets a test choose the ID token's
 ``amr``; the real-provider versions of these flows are in tests/e2e/.
 """
 
@@ -113,6 +113,32 @@ def test_exchange_answers_like_login(client, oidc_standin, alice):
     assert body["status"] == "authenticated" and body["user"]["username"] == "alice"
     assert client.session[SESSION_KEY] == str(alice.pk)
     assert client.get("/api/auth/me/").json()["username"] == "alice"
+
+
+def test_a_database_error_inside_the_exchange_login_logs_nobody_in(client, oidc_standin, alice, settings):
+    """The exchange's login step is one transaction, as the callback's: its failure leaves no logged-in session."""
+    from django.contrib.auth.signals import user_logged_in
+    from django.contrib.sessions.models import Session
+    from django.db import DatabaseError
+
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.db"
+    raw = exchange_token(client, oidc_standin)
+
+    def fail(**kwargs):
+        raise DatabaseError("connection lost (test)")
+
+    user_logged_in.connect(fail, dispatch_uid="test-oidc-failing-exchange-login")
+    try:
+        response = redeem(client, raw)
+    finally:
+        user_logged_in.disconnect(dispatch_uid="test-oidc-failing-exchange-login")
+    assert response.status_code == 503, response.content
+    assert response.json()["error"] == "service_unavailable"
+    assert SESSION_KEY not in client.session
+    assert [s for s in Session.objects.all() if SESSION_KEY in s.get_decoded()] == []
+    # Nothing of the login was committed (Django's last_login receiver ran before the failure).
+    alice.refresh_from_db()
+    assert alice.last_login is None
 
 
 def test_exchange_of_a_2fa_user_reveals_no_profile(client, oidc_standin, alice_with_totp):

@@ -1,6 +1,6 @@
 """OIDC hardening (issue "OIDC and reset hardening"): linking, identities, amr, against the stand-in provider.
 
-The stand-in (tests/test_oidc_standin.py) is used here because each case
+The stand-in (tests/oidc_standin_provider.py) is used here because each case
 needs a claim the test chooses (a look-alike email, a ``sub`` that differs
 from a linked one only by case, an ``amr``); tests/e2e/test_oidc_e2e.py
 repeats the look-alike and mix-up cases against the real npm provider.

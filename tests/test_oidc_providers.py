@@ -1,6 +1,6 @@
 """The provider registry, discovery and JWKS caching, the mozilla-django-oidc drop-in, the buttons.
 
-Network answers come from the provider STAND-IN (tests/test_oidc_standin.py).
+Network answers come from the provider STAND-IN (tests/oidc_standin_provider.py).
 """
 
 from __future__ import annotations

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
 
 import pytest
 from django.core import mail
 from django.test import Client
 
-from ephemeral_auth import clock
 from ephemeral_auth.models import EphemeralToken, RateLimitEvent, TokenType
 from ephemeral_auth.services import tokens
 
@@ -23,19 +21,11 @@ pytestmark = pytest.mark.django_db
 REQUEST_URL = "/api/auth/password-reset/"
 CONFIRM_URL = "/api/auth/password-reset/confirm/"
 NEW_PASSWORD = "a brand new passphrase 42"
-FIXED = datetime(2026, 11, 26, 12, 0, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture(autouse=True)
 def _inline(reset_mail_inline):
     """Mail is sent synchronously so each test can read mail.outbox."""
-
-
-@pytest.fixture
-def frozen(monkeypatch):
-    """Freeze the clock so Retry-After values of two requests can be compared."""
-    monkeypatch.setattr(clock, "now", lambda: FIXED)
-    return FIXED
 
 
 def csrf_client(ip: str) -> Client:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
 
 import pytest
 from django.core import mail
 from django.test import Client
 
-from ephemeral_auth import clock
 from ephemeral_auth.models import EphemeralToken, RateLimitEvent, TokenType
 from ephemeral_auth.services import tokens
 from tests.factories import PASSWORD, shown_errors
@@ -22,17 +20,11 @@ CONFIRM_URL = "/accounts/password-reset/confirm/"
 COMPLETE_URL = "/accounts/password-reset/complete/"
 NEW_PASSWORD = "a brand new passphrase 42"
 BOTH = {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD}
-FIXED = datetime(2026, 11, 26, 12, 0, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture(autouse=True)
 def _inline(reset_mail_inline):
     """Mail is sent synchronously so each test can read mail.outbox."""
-
-
-@pytest.fixture
-def frozen(monkeypatch):
-    monkeypatch.setattr(clock, "now", lambda: FIXED)
 
 
 def browser(ip: str = "192.0.2.1") -> Client:

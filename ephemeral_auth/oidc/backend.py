@@ -15,12 +15,19 @@ expiry. This subclass, through the library's documented hooks only:
 * turns every failure into an OIDCError with a stable code.
 
 It only answers ``authenticate(request, oidc_flow=...)``; other credentials
-(username/password) fall through to the next backend.
+(username/password) fall through to the next backend. The flow comes in
+consumed and checked (``services.oidc.consume_state`` is the one check of the
+``state``; the view adds the provider and the callback's ``code``): the
+backend reads neither parameter from the request again. What it learns (the
+verified ID token, a linked user's 2FA state) comes back with the user it
+returns, as a frozen :class:`CallbackResult` (:func:`callback_result`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import jwt
@@ -30,8 +37,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest
+from django.urls import NoReverseMatch, reverse
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
-from mozilla_django_oidc.utils import import_from_settings
+from mozilla_django_oidc.utils import absolutify, import_from_settings
 
 from .. import conf
 from ..exceptions import OIDCError
@@ -41,15 +49,60 @@ from . import discovery, providers
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
 
-    from ..services.oidc import CallbackFlow
+    from ..services.oidc import CallbackFlow, LinkedUser
+    from ..services.two_factor import TwoFactorState
 
-__all__ = ["OIDCBackend", "backend_path"]
+__all__ = ["PROVIDER_CALLBACK", "CallbackResult", "OIDCBackend", "backend_path", "callback_result", "callback_uri"]
 
 logger = logging.getLogger("ephemeral_auth.oidc")
 
 # Claims that only the signed ID token may assert; userinfo does not override them.
 _ID_TOKEN_ONLY = frozenset({"iss", "sub", "aud", "exp", "iat", "nbf", "nonce", "azp", "amr", "acr", "auth_time", "sid"})
 MAX_ID_TOKEN_LENGTH = 16 * 1024
+
+PROVIDER_CALLBACK = "ephemeral_auth_api:oidc_provider_callback"
+# The attribute of a returned user that carries its CallbackResult (as Django's user.backend).
+_RESULT_ATTRIBUTE = "_ephemeral_auth_oidc_result"
+
+
+def callback_uri(request: HttpRequest, provider: providers.Provider | None = None) -> str:
+    """Return the absolute redirect_uri (the same one the backend sends to the token endpoint).
+
+    Each provider has its own (``oidc/<slug>/callback/``): a response can then
+    only come back to the flow of the provider it was sent for. A provider
+    with ``shared_callback`` uses ``EPHEMERAL_AUTH_OIDC_CALLBACK_URL``, the
+    one callback of registrations made before (compatibility).
+    """
+    try:
+        if provider is not None and not provider.shared_callback:
+            return absolutify(request, reverse(PROVIDER_CALLBACK, args=[provider.slug]))
+        return absolutify(request, reverse(conf.get("OIDC_CALLBACK_URL")))
+    except NoReverseMatch:
+        logger.error("the OIDC callback URL cannot be built: mount ephemeral_auth.api_urls")
+        raise OIDCError("provider_misconfigured") from None
+
+
+@dataclass(frozen=True)
+class CallbackResult:
+    """What the backend learnt in a callback, returned with its user (:func:`callback_result`).
+
+    ``id_claims``: the verified ID token's claims (its ``amr`` may skip the local
+    second factor). ``two_factor_state``: an already-linked user's 2FA state,
+    read with the link, which saves the login step a SELECT.
+    """
+
+    id_claims: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    two_factor_state: TwoFactorState | None = None
+
+    @property
+    def two_factor_methods(self) -> list[str] | None:
+        return self.two_factor_state.methods() if self.two_factor_state is not None else None
+
+
+def callback_result(user: Any) -> CallbackResult:
+    """Return what the backend learnt about the callback that returned ``user`` (empty if it did not)."""
+    result = getattr(user, _RESULT_ATTRIBUTE, None)
+    return result if isinstance(result, CallbackResult) else CallbackResult()
 
 
 def backend_path() -> str:
@@ -75,9 +128,11 @@ class OIDCBackend(OIDCAuthenticationBackend):
         # ImproperlyConfigured on every request of a project without a default
         # provider (Django instantiates backends for get_user()).
         self.UserModel = get_user_model()
+        # Per call (Django makes a backend for each authenticate()): the flow, with the
+        # verified ID token's claims once known; the provider's endpoints; the link found.
         self.flow: CallbackFlow | None = None
         self.endpoints: providers.Endpoints | None = None
-        self._linked = False
+        self._linked: LinkedUser | None = None
 
     # Settings: one provider per flow.
 
@@ -112,20 +167,63 @@ class OIDCBackend(OIDCAuthenticationBackend):
     def authenticate(  # type: ignore[override]
         self, request: HttpRequest | None, oidc_flow: CallbackFlow | None = None, **kwargs: Any
     ) -> AbstractBaseUser | None:
-        """Exchange the callback's code and return the user; raise OIDCError on failure."""
-        if oidc_flow is None or request is None or oidc_flow.provider is None:
+        """Exchange the flow's code and return the user; raise OIDCError on failure.
+
+        mozilla-django-oidc's steps (token, ID token, stored tokens, user) and
+        hooks, fed from the consumed flow rather than from the request's
+        ``state`` and ``code``. The user carries a :class:`CallbackResult`.
+        """
+        if oidc_flow is None or request is None or oidc_flow.provider is None or not oidc_flow.code:
             return None
+        self.request = request
         self.flow = oidc_flow
         self.endpoints = providers.endpoints(oidc_flow.provider)
         # Now that get_settings() answers for this provider, let the parent read them.
         super().__init__()
-        user = super().authenticate(request, nonce=oidc_flow.nonce, code_verifier=oidc_flow.code_verifier)
+        user = self._sign_in(request, oidc_flow)
         if user is None:
-            # The parent returns None when no account matches and creation is off.
+            # No account matches and creation is off (or the library's hooks refused).
             raise OIDCError("account_not_found")
         if not self.user_can_authenticate(user):
             raise OIDCError("account_inactive")
-        return user  # type: ignore[no-any-return]
+        assert self.flow is not None
+        result = CallbackResult(
+            id_claims=self.flow.id_claims,
+            two_factor_state=self._linked.state if self._linked is not None else None,
+        )
+        setattr(user, _RESULT_ATTRIBUTE, result)
+        return user
+
+    def _sign_in(self, request: HttpRequest, flow: CallbackFlow) -> AbstractBaseUser | None:
+        """The code exchange of mozilla-django-oidc's authenticate(), with this flow's code and verifier.
+
+        The redirect_uri is the one the authorization request carried: this
+        provider's own callback (mozilla-django-oidc builds the one global URL).
+        """
+        assert flow.provider is not None
+        token_info = self.get_token(
+            {
+                "client_id": self.OIDC_RP_CLIENT_ID,
+                "client_secret": self.OIDC_RP_CLIENT_SECRET,
+                "grant_type": "authorization_code",
+                "code": flow.code,
+                "redirect_uri": callback_uri(request, flow.provider),
+                "code_verifier": flow.code_verifier,
+            }
+        )
+        id_token = token_info.get("id_token")
+        access_token = token_info.get("access_token")
+        payload = self.verify_token(id_token, nonce=flow.nonce)
+        if not payload:
+            return None
+        # The hooks below (filter_users_by_claims, update_user, ...) may read self.flow.id_claims.
+        self.flow = replace(flow, id_claims=payload)
+        self.store_tokens(access_token, id_token)
+        try:
+            return self.get_or_create_user(access_token, id_token, payload)  # type: ignore[no-any-return]
+        except SuspiciousOperation as exc:
+            logger.warning("failed to get or create user: %s", exc)
+            return None
 
     def get_user(self, user_id: Any) -> AbstractBaseUser | None:
         """Return the session's user, refusing inactive ones (the parent does not)."""
@@ -134,15 +232,7 @@ class OIDCBackend(OIDCAuthenticationBackend):
     # Token endpoint.
 
     def get_token(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """Exchange the code (with the PKCE verifier) at the token endpoint.
-
-        The redirect_uri must be the one the authorization request carried: this
-        provider's own callback (mozilla-django-oidc builds the one global URL).
-        """
-        if self.flow is not None and self.flow.provider is not None:
-            from .views import callback_uri
-
-            payload = {**payload, "redirect_uri": callback_uri(self.request, self.flow.provider)}
+        """Exchange the code (with the PKCE verifier) at the token endpoint."""
         try:
             answer = super().get_token(payload)
         except requests.HTTPError as exc:
@@ -220,13 +310,11 @@ class OIDCBackend(OIDCAuthenticationBackend):
             raise OIDCError("aud_mismatch")
         if not oidc_service.nonce_matches(self.flow, payload.get("nonce")):
             raise OIDCError("nonce_mismatch")
-        self.flow.id_claims = payload
 
     # Claims and users.
 
     def get_userinfo(self, access_token: Any, id_token: Any, payload: dict[str, Any]) -> dict[str, Any]:
         """Return the ID token's claims, completed by the userinfo endpoint when there is one."""
-        assert self.flow is not None
         claims = dict(payload)
         if self.OIDC_OP_USER_ENDPOINT and isinstance(access_token, str) and access_token:
             try:
@@ -243,7 +331,6 @@ class OIDCBackend(OIDCAuthenticationBackend):
             if not isinstance(info, dict) or info.get("sub") != payload.get("sub"):
                 raise OIDCError("userinfo_error")
             claims.update({key: value for key, value in info.items() if key not in _ID_TOKEN_ONLY})
-        self.flow.claims = claims
         return claims
 
     def verify_claims(self, claims: dict[str, Any]) -> bool:
@@ -256,12 +343,9 @@ class OIDCBackend(OIDCAuthenticationBackend):
     def filter_users_by_claims(self, claims: dict[str, Any]) -> list[AbstractBaseUser]:  # type: ignore[override]
         """Return the user linked to (issuer, sub), else the account a verified email links to (if allowed)."""
         provider = self._provider()
-        linked = oidc_service.find_linked_user(provider, claims["sub"], issuer=str(claims["iss"]))
-        self._linked = linked is not None
-        if linked is not None:
-            assert self.flow is not None
-            self.flow.two_factor_state = linked.state
-            return [linked.user]
+        self._linked = oidc_service.find_linked_user(provider, claims["sub"], issuer=str(claims["iss"]))
+        if self._linked is not None:
+            return [self._linked.user]
         return oidc_service.users_to_link(provider, claims)
 
     def update_user(self, user: AbstractBaseUser, claims: dict[str, Any]) -> AbstractBaseUser:
@@ -269,7 +353,7 @@ class OIDCBackend(OIDCAuthenticationBackend):
         provider = self._provider()
         if not self.user_can_authenticate(user):
             raise OIDCError("account_inactive")
-        if not self._linked:
+        if self._linked is None:
             oidc_service.link_identity(user, provider, claims)
         if provider.sync_user_fields:
             oidc_service.sync_user(user, provider, claims)

@@ -17,16 +17,18 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 
 from .. import conf
 from ..exceptions import OIDCError
+from ..services.oidc_provider import DEFAULT_CLAIMS, Provider
 from . import discovery
 
 __all__ = [
+    "DEFAULT_CLAIMS",
     "DEFAULT_SLUG",
     "PROVIDER_KEYS",
     "Endpoints",
@@ -42,15 +44,6 @@ logger = logging.getLogger("ephemeral_auth.oidc")
 DEFAULT_SLUG = "default"
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-
-# Claims read by default; a provider's "claims" mapping overrides single entries.
-DEFAULT_CLAIMS: dict[str, str] = {
-    "email": "email",
-    "email_verified": "email_verified",
-    "username": "preferred_username",
-    "first_name": "given_name",
-    "last_name": "family_name",
-}
 
 PROVIDER_KEYS = frozenset(
     {
@@ -81,46 +74,6 @@ PROVIDER_KEYS = frozenset(
         "pkce_verifier_length",
     }
 )
-
-
-@dataclass(frozen=True)
-class Provider:
-    """One configured OpenID provider (a client registration at it)."""
-
-    slug: str
-    name: str
-    client_id: str
-    client_secret: str = field(default="", repr=False)
-    discovery_url: str = ""
-    issuer: str = ""
-    authorization_endpoint: str = ""
-    token_endpoint: str = ""
-    jwks_uri: str = ""
-    userinfo_endpoint: str = ""
-    scopes: str = "openid email profile"
-    sign_algo: str = "RS256"
-    idp_sign_key: str | None = field(default=None, repr=False)
-    token_auth_method: str = "client_secret_post"
-    claims: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_CLAIMS))
-    create_users: bool = True
-    # Linking a first sign-in to an existing account by its (verified) email: opt-in.
-    link_by_verified_email: bool = False
-    # ... and to a staff or superuser account: a second, separate opt-in.
-    link_staff_by_verified_email: bool = False
-    # The redirect_uri: this provider's own callback (oidc/<slug>/callback/, the default),
-    # or the shared oidc/callback/ of registrations made before 0.2 (compatibility).
-    shared_callback: bool = False
-    assume_email_verified: bool = False
-    trust_amr: bool = False
-    mfa_amr_values: frozenset[str] | None = None
-    use_userinfo: bool = True
-    sync_user_fields: bool = False
-    extra_params: Mapping[str, str] = field(default_factory=dict)
-    pkce_verifier_length: int = 64
-
-    def claim(self, name: str) -> str:
-        """Return the claim that holds ``name`` (email, email_verified, username, ...)."""
-        return self.claims.get(name, DEFAULT_CLAIMS.get(name, name))
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ failure URL, or ``#oidc_error=`` to an SPA), never in a 500.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -27,25 +28,29 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import resolve_url
 from django.template.loader import render_to_string
-from django.urls import NoReverseMatch, reverse
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import escape
 from django.utils.translation import ngettext
 from django.views.generic import View
-from mozilla_django_oidc.utils import absolutify, import_from_settings
+from mozilla_django_oidc.utils import import_from_settings
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
 from .. import conf
 from ..client_ip import client_ip
 from ..exceptions import EphemeralAuthError, OIDCError, RateLimited
 from ..http import database_failure
+from ..services import login
 from ..services import oidc as oidc_service
 from ..services.inputs import is_plain_text
+from ..views import responses
 from . import providers
+from .authorization import begin_authorization
+from .backend import PROVIDER_CALLBACK, callback_result, callback_uri
 from .browser import MAX_NEXT_LENGTH, binding_cookie_name, exchange_cookie_name, safe_next_url
 
 __all__ = [
     "MAX_NEXT_LENGTH",
+    "PROVIDER_CALLBACK",
     "OIDCAuthorizeView",
     "OIDCCallbackView",
     "binding_cookie_name",
@@ -55,26 +60,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("ephemeral_auth.oidc")
-
-
-def callback_uri(request: HttpRequest, provider: providers.Provider | None = None) -> str:
-    """Return the absolute redirect_uri (the same one the backend sends to the token endpoint).
-
-    Each provider has its own (``oidc/<slug>/callback/``): a response can then
-    only come back to the flow of the provider it was sent for. A provider
-    with ``shared_callback`` uses ``EPHEMERAL_AUTH_OIDC_CALLBACK_URL``, the
-    one callback of registrations made before (compatibility).
-    """
-    try:
-        if provider is not None and not provider.shared_callback:
-            return absolutify(request, reverse(PROVIDER_CALLBACK, args=[provider.slug]))
-        return absolutify(request, reverse(conf.get("OIDC_CALLBACK_URL")))
-    except NoReverseMatch:
-        logger.error("the OIDC callback URL cannot be built: mount ephemeral_auth.api_urls")
-        raise OIDCError("provider_misconfigured") from None
-
-
-PROVIDER_CALLBACK = "ephemeral_auth_api:oidc_provider_callback"
 
 
 def _with_query(url: str, **params: str) -> str:
@@ -122,7 +107,7 @@ class OIDCAuthorizeView(OIDCAuthenticationRequestView):
             self.provider = providers.get_provider(provider or self.default_provider)
             if mode not in oidc_service.MODES:
                 raise OIDCError("invalid_request")
-            authorization = oidc_service.begin_authorization(
+            authorization = begin_authorization(
                 self.provider,
                 redirect_uri=callback_uri(request, self.provider),
                 mode=mode,
@@ -167,21 +152,21 @@ class OIDCCallbackView(OIDCAuthenticationCallbackView):
         shared compatibility URL.
         """
         self.flow: oidc_service.CallbackFlow | None = None
-        self.state = ""
+        # Names this flow's binding cookie, deleted with every answer. A state that
+        # consume_state() refuses as malformed names no cookie we ever set.
+        self.state = request.GET.get("state", "")
         try:
-            state = request.GET.get("state", "")
-            if not state or not is_plain_text(state, max_length=oidc_service.MAX_STATE_LENGTH):
-                raise OIDCError("invalid_request")
-            self.state = state
-            # Single use, decided by one DELETE, before anything else: an error
-            # callback, a bad code or a network failure below all leave nothing usable.
+            # The one check of the state, and its single use, decided by one DELETE,
+            # before anything else: an error callback, a bad code or a network failure
+            # below all leave nothing usable.
             self.flow = oidc_service.consume_state(
-                state, binding=request.COOKIES.get(binding_cookie_name(request, state))
+                self.state, binding=request.COOKIES.get(binding_cookie_name(request, self.state))
             )
-            self.flow.provider = providers.get_provider(self.flow.provider_slug)
-            self._check_callback_url(provider, self.flow.provider)
-            self._check_parameters(request)
-            self._check_issuer_parameter(request, self.flow.provider)
+            flow_provider = providers.get_provider(self.flow.provider_slug)
+            self.flow = replace(self.flow, provider=flow_provider)
+            self._check_callback_url(provider, flow_provider)
+            self.flow = replace(self.flow, code=self._check_parameters(request))
+            self._check_issuer_parameter(request, flow_provider)
             # Django's authenticate() tries each backend; ours answers to oidc_flow=.
             user = auth.authenticate(request, oidc_flow=self.flow)
             if user is None:
@@ -199,7 +184,8 @@ class OIDCCallbackView(OIDCAuthenticationCallbackView):
                 self.state = ""
             return self.login_failure(failure.code)
 
-    def _check_parameters(self, request: HttpRequest) -> None:
+    def _check_parameters(self, request: HttpRequest) -> str:
+        """Return the callback's ``code``; raise OIDCError for an error answer or a bad code."""
         error = request.GET.get("error")
         if error:
             # The provider refused (user cancelled, consent denied...). The state is
@@ -214,6 +200,7 @@ class OIDCCallbackView(OIDCAuthenticationCallbackView):
         code = request.GET.get("code", "")
         if not code or not is_plain_text(code, max_length=oidc_service.MAX_CODE_LENGTH):
             raise OIDCError("invalid_request")
+        return code
 
     @staticmethod
     def _check_callback_url(slug: str | None, provider: providers.Provider) -> None:
@@ -260,13 +247,14 @@ class OIDCCallbackView(OIDCAuthenticationCallbackView):
     def login_success(self) -> HttpResponse:
         """Hand the authenticated user to the 2FA-aware login step, or to the SPA."""
         assert self.flow is not None and self.flow.provider is not None
+        result = callback_result(self.user)
         if self.flow.mode == "spa":
             binding = oidc_service.new_binding()
             issued = oidc_service.issue_exchange(
                 self.user,
                 provider=self.flow.provider.slug,
                 binding=binding,
-                mfa=oidc_service.asserted_mfa(self.flow.provider, self.flow.id_claims),
+                mfa=oidc_service.asserted_mfa(self.flow.provider, result.id_claims),
             )
             target = self.flow.next_url or resolve_url(conf.get("OIDC_SPA_URL"))
             # A fragment never reaches a server log or a Referer header.
@@ -275,17 +263,14 @@ class OIDCCallbackView(OIDCAuthenticationCallbackView):
             _set_binding(response, self.request, exchange_cookie_name(self.request, issued.raw), binding,
                          issued.expires_in)
             return self._forget_flow_cookie(response)
-        from ..services import login
-        from ..views import responses
-
-        skip = oidc_service.asserted_mfa(self.flow.provider, self.flow.id_claims)
+        skip = oidc_service.asserted_mfa(self.flow.provider, result.id_claims)
         step = login.begin_login_atomically(
             self.request,
             self.user,
             backend=self.user.backend,
             skip_two_factor=skip,
             # Read together with the identity link: saves the login step a SELECT.
-            state=self.flow.two_factor_state,
+            state=result.two_factor_state,
         )
         response = responses.login_step_redirect(self.request, step, next_url=self.success_url)
         add_never_cache_headers(response)

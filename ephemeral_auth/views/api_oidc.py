@@ -25,7 +25,9 @@ from django.views.decorators.cache import never_cache
 from .. import conf
 from ..oidc import EXTRA_INSTALL, missing_libraries, providers
 from ..oidc.browser import exchange_cookie_name
+from ..services import login
 from ..services import oidc as oidc_service
+from . import responses
 from .json import api_view, parse_json, required_text
 
 __all__ = ["authorize", "callback", "exchange", "provider_list", "urlpatterns"]
@@ -92,10 +94,11 @@ def provider_list(request: HttpRequest) -> HttpResponse:
 
 @api_view(("POST",))
 def exchange(request: HttpRequest) -> HttpResponse:
-    """Redeem an SPA exchange token: the same answer as login/ (2FA still applies)."""
-    from ..services import login
-    from . import responses
+    """Redeem an SPA exchange token: the same answer as login/ (2FA still applies).
 
+    The login step is one transaction, as at the callback (``begin_login_atomically``):
+    a database error inside it leaves the request anonymous.
+    """
     data = parse_json(request)
     raw = required_text(data, "oidc_token", max_length=MAX_EXCHANGE_TOKEN_LENGTH)
     cookie = exchange_cookie_name(request, raw)
@@ -103,7 +106,9 @@ def exchange(request: HttpRequest) -> HttpResponse:
     # Imported here: the backend needs the oidc extra (which a redeemed exchange implies).
     from ..oidc.backend import backend_path
 
-    step = login.begin_login(request, redeemed.user, backend=backend_path(), skip_two_factor=redeemed.mfa)
+    step = login.begin_login_atomically(
+        request, redeemed.user, backend=backend_path(), skip_two_factor=redeemed.mfa
+    )
     response = responses.login_step_json(request, step)
     response.delete_cookie(cookie, path="/", samesite="Lax")
     return response

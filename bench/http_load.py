@@ -409,11 +409,11 @@ def issue_links(username: str, count: int) -> list[str]:
     from django.contrib.auth import get_user_model
     from django.db import transaction
 
-    from ephemeral_auth.services import downloads
+    from ephemeral_auth.views.downloads import issue_download_link
 
     user = get_user_model()._default_manager.get(username=username)
     with transaction.atomic():
-        return [downloads.issue_download_link(user, "file:1", url_name="files:download", args=[1]).url
+        return [issue_download_link(user, "file:1", url_name="files:download", args=[1]).url
                 for _ in range(count)]
 
 

@@ -21,7 +21,7 @@ Bytes per row = (size with the rows - size of the empty table) / rows.
 
 How the rows are written: the first ``--sample`` rows of each kind go
 through the services that write them in production (``tokens.issue_*``,
-``oidc.authorization.begin_authorization``, ``downloads.issue_download_link``,
+``oidc.authorization.begin_authorization``, ``views.downloads.issue_download_link``,
 ``ratelimit.attempt``, ``totp.confirm`` and ``recovery.generate``). The rest
 are copies of those rows made with one ``executemany`` per 5,000 rows, with
 fresh values wherever a column is indexed or unique (the token digest, the
@@ -256,9 +256,10 @@ def run_child(backend: str, url: str, rows: int, sample: int, enrolled: int, enr
     from ephemeral_auth.models import EphemeralToken, EventType, RateLimitEvent, RecoveryCode, UserTwoFactor
     from ephemeral_auth.oidc.authorization import begin_authorization
     from ephemeral_auth.oidc.providers import get_provider
-    from ephemeral_auth.services import downloads, email_otp, ratelimit, recovery, tokens, totp
+    from ephemeral_auth.services import email_otp, ratelimit, recovery, tokens, totp
     from ephemeral_auth.services import oidc as oidc_service
     from ephemeral_auth.services.two_factor import Proof
+    from ephemeral_auth.views.downloads import issue_download_link
 
     user_model = get_user_model()
     password = make_password("correct horse battery staple")  # one hash, shared: the user table is not measured
@@ -312,7 +313,7 @@ def run_child(backend: str, url: str, rows: int, sample: int, enrolled: int, enr
             code = crypto.random_digits(email_otp.CODE_LENGTH)
             tokens.issue_email_otp_setup(user, code_hash=email_otp._setup_digest(user, user.email, code))
         elif kind == "slicer_download":
-            downloads.issue_download_link(user, resource(i), url=f"/downloads/{100000 + i}/")
+            issue_download_link(user, resource(i), url=f"/downloads/{100000 + i}/")
         else:
             raise ValueError(kind)
 

@@ -195,7 +195,7 @@ def one_time_link(
                 raise ImproperlyConfigured("one_time_link(url_name=...) is needed to issue links from the view.")
             options = {name: kwargs.pop(name) for name in ("ttl", "absolute", "now") if name in kwargs}
             request = request_or_user if isinstance(request_or_user, HttpRequest) else None
-            return downloads.issue_download_link(
+            return pages.issue_download_link(
                 request_or_user,
                 _resource_of(resource, request, args, kwargs),
                 url_name=url_name,

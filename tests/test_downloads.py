@@ -10,6 +10,7 @@ from django.contrib.auth.models import AnonymousUser
 from ephemeral_auth.exceptions import InvalidInput, InvalidToken
 from ephemeral_auth.models import EphemeralToken, TokenType
 from ephemeral_auth.services import downloads
+from ephemeral_auth.views.downloads import issue_download_link
 
 pytestmark = pytest.mark.django_db
 
@@ -25,7 +26,7 @@ def request_of(rf):
 
 
 def test_issue_from_a_request_gives_an_absolute_link(user, request_of, now):
-    link = downloads.issue_download_link(request_of(user), "file:1", url="/files/1/download/", now=now)
+    link = issue_download_link(request_of(user), "file:1", url="/files/1/download/", now=now)
     assert link.url == f"http://localhost/files/1/download/?token={link.raw}"
     assert link.resource == "file:1"
     assert link.expires_in == 300
@@ -37,7 +38,7 @@ def test_issue_from_a_request_gives_an_absolute_link(user, request_of, now):
 
 
 def test_issue_for_a_user_with_a_url_name_gives_a_path(user):
-    link = downloads.issue_download_link(
+    link = issue_download_link(
         user, "file:2", url_name="files:download", kwargs={"pk": 2}, param="dl", ttl=timedelta(seconds=30)
     )
     assert link.url == f"/files/2/download/?dl={link.raw}"
@@ -45,7 +46,7 @@ def test_issue_for_a_user_with_a_url_name_gives_a_path(user):
 
 
 def test_issue_keeps_an_existing_query(user):
-    link = downloads.issue_download_link(user, "r", url="/x/?a=1&b=2#frag", absolute=False)
+    link = issue_download_link(user, "r", url="/x/?a=1&b=2#frag", absolute=False)
     assert link.url == f"/x/?a=1&b=2&token={link.raw}#frag"
 
 
@@ -61,25 +62,25 @@ def test_only_an_authenticated_active_user_issues_links(user, request_of, who, d
     else:
         issuer = None
     with pytest.raises(InvalidInput):
-        downloads.issue_download_link(issuer, "file:1", url="/f/")
+        issue_download_link(issuer, "file:1", url="/f/")
     assert not EphemeralToken.objects.exists()
 
 
 @pytest.mark.parametrize("resource", ["", None, 7, "r" * 256, "nul\x00", "\ud800"])
 def test_bad_resources_are_invalid_input_and_write_nothing(user, resource):
     with pytest.raises(InvalidInput):
-        downloads.issue_download_link(user, resource, url="/f/")
+        issue_download_link(user, resource, url="/f/")
     assert not EphemeralToken.objects.exists()
 
 
 def test_a_url_or_url_name_is_required(user):
     with pytest.raises(InvalidInput):
-        downloads.issue_download_link(user, "file:1")
+        issue_download_link(user, "file:1")
     assert not EphemeralToken.objects.exists()
 
 
 def test_redeem_once(user, django_assert_num_queries):
-    link = downloads.issue_download_link(user, "file:1", url="/f/")
+    link = issue_download_link(user, "file:1", url="/f/")
     with django_assert_num_queries(2):  # the conditional DELETE (resource compared byte for byte), the user
         assert downloads.redeem_download(link.raw, "file:1") == user
     with pytest.raises(InvalidToken):
@@ -87,7 +88,7 @@ def test_redeem_once(user, django_assert_num_queries):
 
 
 def test_another_resource_consumes_nothing(user):
-    link = downloads.issue_download_link(user, "file:1", url="/f/")
+    link = issue_download_link(user, "file:1", url="/f/")
     # Case and trailing spaces matter, also under MariaDB's case-insensitive collation.
     for other in ("file:2", "file:10", "FILE:1", "File:1", "file:1 ", "file:1  ", "fïle:1", ""):
         with pytest.raises(InvalidToken):
@@ -97,7 +98,7 @@ def test_another_resource_consumes_nothing(user):
 
 
 def test_peek_has_no_side_effect(user):
-    link = downloads.issue_download_link(user, "file:1", url="/f/")
+    link = issue_download_link(user, "file:1", url="/f/")
     for _ in range(3):
         assert downloads.peek_download(link.raw, "file:1").user == user
     assert downloads.redeem_download(link.raw, "file:1") == user
@@ -105,7 +106,7 @@ def test_peek_has_no_side_effect(user):
 
 
 def test_an_expired_link_opens_nothing(user, now):
-    link = downloads.issue_download_link(user, "file:1", url="/f/", now=now)
+    link = issue_download_link(user, "file:1", url="/f/", now=now)
     later = now + timedelta(minutes=5)
     assert downloads.peek_download(link.raw, "file:1", now=later) is None
     with pytest.raises(InvalidToken):
@@ -114,7 +115,7 @@ def test_an_expired_link_opens_nothing(user, now):
 
 
 def test_a_deactivated_users_link_opens_nothing(user):
-    link = downloads.issue_download_link(user, "file:1", url="/f/")
+    link = issue_download_link(user, "file:1", url="/f/")
     user.is_active = False
     user.save()
     assert downloads.peek_download(link.raw, "file:1") is None
@@ -134,7 +135,7 @@ def test_a_link_of_another_type_is_not_a_download_link(user):
 @pytest.mark.parametrize("raw", [None, 42, b"bytes", ["list"], "", "x" * 100_000, "nul\x00", "\ud800", "émoji-🙂"])
 @pytest.mark.parametrize("resource", ["file:1", None, 3, "r" * 300])
 def test_bad_input_is_invalid_token_and_consumes_nothing(user, raw, resource):
-    downloads.issue_download_link(user, "file:1", url="/f/")
+    issue_download_link(user, "file:1", url="/f/")
     with pytest.raises(InvalidToken):
         downloads.redeem_download(raw, resource)
     assert downloads.peek_download(raw, resource) is None
@@ -144,3 +145,10 @@ def test_bad_input_is_invalid_token_and_consumes_nothing(user, raw, resource):
 def test_add_token():
     assert downloads.add_token("/a/", "T") == "/a/?token=T"
     assert downloads.add_token("https://h/a/?x=1", "T", param="k") == "https://h/a/?x=1&k=T"
+
+
+def test_issue_download_link_under_its_old_name_still_works_and_warns(user):
+    with pytest.warns(DeprecationWarning, match="ephemeral_auth.views.downloads.issue_download_link"):
+        old = downloads.issue_download_link
+    assert old is issue_download_link
+    assert old(user, "file:9", url="/f/9/", absolute=False).url.startswith("/f/9/?token=")

@@ -20,6 +20,7 @@ from ephemeral_auth import clock
 from ephemeral_auth.decorators import RedeemedLink, one_time_link
 from ephemeral_auth.models import EphemeralToken
 from ephemeral_auth.services import downloads
+from ephemeral_auth.views.downloads import issue_download_link
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls(__name__)]
 
@@ -88,7 +89,7 @@ def app():
 
 
 def link_for(user, name="direct", pk=1, **options):
-    return downloads.issue_download_link(user, f"file:{pk}", url_name=name, kwargs={"pk": pk}, **options)
+    return issue_download_link(user, f"file:{pk}", url_name=name, kwargs={"pk": pk}, **options)
 
 
 def assert_private(response):
@@ -148,7 +149,7 @@ def test_another_resource_consumes_nothing(app, user):
 
 def test_a_resource_differing_only_in_case_or_spaces_consumes_nothing(app, user):
     # MariaDB's default collation calls "doc:report" and "doc:REPORT " equal; the link must not.
-    link = downloads.issue_download_link(user, "doc:report", url_name="named", kwargs={"name": "report"})
+    link = issue_download_link(user, "doc:report", url_name="named", kwargs={"name": "report"})
     for other in ("REPORT", "Report", "report%20", "report%20%20"):
         assert_refused(app.get(f"/named/{other}/?token={link.raw}"))
     assert app.get(link.url).content == f"doc report for {user.username}".encode()
@@ -198,7 +199,7 @@ def test_the_view_may_still_say_404_after_redemption(app, user):
 
 
 def test_a_template_response_is_rendered_as_the_links_user(app, user):
-    link = downloads.issue_download_link(user, "doc:report", url_name="named", kwargs={"name": "report"})
+    link = issue_download_link(user, "doc:report", url_name="named", kwargs={"name": "report"})
     response = app.get(link.url)
     assert response.content == f"doc report for {user.username}".encode()
 
@@ -287,7 +288,7 @@ def test_allow_session_false_requires_a_token(user):
     browser = Client()
     browser.force_login(user)
     assert browser.get("/tokens-only/1/").status_code == 302
-    link = downloads.issue_download_link(user, "file:1", url_name="tokens_only", kwargs={"pk": 1}, param="dl")
+    link = issue_download_link(user, "file:1", url_name="tokens_only", kwargs={"pk": 1}, param="dl")
     assert browser.get(link.url).status_code == 200
 
 
@@ -328,7 +329,7 @@ def test_bad_tokens_are_refused_and_consume_nothing(app, user, query):
 
 
 def test_an_unnameable_resource_is_refused(app, user):
-    link = downloads.issue_download_link(user, "doc:x", url_name="named", kwargs={"name": "x"})
+    link = issue_download_link(user, "doc:x", url_name="named", kwargs={"name": "x"})
     assert_refused(app.get(f"/named/{'n' * 300}/?token={link.raw}"))
     assert EphemeralToken.objects.count() == 1
 

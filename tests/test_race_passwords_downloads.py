@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from ephemeral_auth.models import EphemeralToken, TokenType
-from ephemeral_auth.services import downloads, tokens
+from ephemeral_auth.services import tokens
+from ephemeral_auth.views.downloads import issue_download_link
 from tests.factories import UserFactory
 from tests.race import run_racers
 
@@ -93,7 +94,7 @@ def test_exactly_one_of_eight_confirmations_sets_the_password():
 
 
 def test_exactly_one_of_eight_downloads_and_never_at_another_file(user):
-    urls = [downloads.issue_download_link(user, "file:1", url_name="files:download", kwargs={"pk": 1}).url
+    urls = [issue_download_link(user, "file:1", url_name="files:download", kwargs={"pk": 1}).url
             for _ in range(TRIALS)]
 
     results = run_racers(

@@ -25,14 +25,10 @@ Security reasoning:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
-
-from django.http import HttpRequest
-from django.urls import reverse
 
 from .. import clock
 from ..exceptions import InvalidInput, InvalidToken
@@ -46,7 +42,8 @@ __all__ = [
     "DEFAULT_PARAM",
     "DownloadLink",
     "add_token",
-    "issue_download_link",
+    "check_issuer",
+    "issue_link",
     "peek_download",
     "redeem_download",
 ]
@@ -74,46 +71,38 @@ def add_token(url: str, raw: str, *, param: str = DEFAULT_PARAM) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 
 
-def _issuer(request_or_user: Any) -> AbstractBaseUser:
-    user = request_or_user.user if isinstance(request_or_user, HttpRequest) else request_or_user
+def check_issuer(user: Any) -> AbstractBaseUser:
+    """Return ``user`` if it may issue a link: authenticated, saved and active; else raise InvalidInput."""
     if user is None or not getattr(user, "is_authenticated", False) or getattr(user, "pk", None) is None:
         raise InvalidInput("a one-time link is issued by an authenticated user", field="user")
     if not user.is_active:
         raise InvalidInput("an inactive user cannot issue one-time links", field="user")
-    return user  # type: ignore[no-any-return, return-value]
+    return user  # type: ignore[no-any-return]
 
 
-def issue_download_link(
-    request_or_user: Any,
+def issue_link(
+    user: Any,
     resource: str,
     *,
-    url: str | None = None,
-    url_name: str | None = None,
-    args: Iterable[Any] = (),
-    kwargs: Mapping[str, Any] | None = None,
+    url: str,
     param: str = DEFAULT_PARAM,
-    absolute: bool = True,
     ttl: timedelta | None = None,
     now: datetime | None = None,
 ) -> DownloadLink:
-    """Issue a link that opens ``resource`` once, as the issuing user.
+    """Issue a link to ``url`` that opens ``resource`` once, as ``user``.
 
-    The link points at ``url`` or at ``reverse(url_name, args, kwargs)``; given
-    a request it is made absolute (``absolute=False`` keeps the path). Raises
-    InvalidInput if nobody is logged in, if the user is inactive, if neither
-    ``url`` nor ``url_name`` is given, or for a resource that is not text of
-    1-255 characters. One INSERT.
+    ``url`` is the target as the link should read (a path, or an absolute
+    URL the caller built): the raw token is added to its query string. The
+    web edge's ``ephemeral_auth.views.downloads.issue_download_link`` takes
+    a request or a user and a URL name, and calls this. Raises InvalidInput
+    for a user who may not issue links (:func:`check_issuer`) or a resource
+    that is not text of 1-255 characters. One INSERT.
     """
-    user = _issuer(request_or_user)
-    if url is None and url_name is None:
-        raise InvalidInput("issue_download_link needs url or url_name", field="url")
-    target = url if url is not None else reverse(url_name, args=list(args), kwargs=dict(kwargs or {}))
+    user = check_issuer(user)
     issued = tokens.issue_download(user, resource=resource, ttl=ttl, now=now)
-    if absolute and isinstance(request_or_user, HttpRequest):
-        target = request_or_user.build_absolute_uri(target)
     logger.debug("issued download link #%s", issued.token.pk)
     return DownloadLink(
-        url=add_token(target, issued.raw, param=param),
+        url=add_token(url, issued.raw, param=param),
         raw=issued.raw,
         resource=issued.token.resource,
         expires_at=issued.token.expires_at,
@@ -148,3 +137,20 @@ def redeem_download(raw: Any, resource: Any, *, now: datetime | None = None) -> 
         raise InvalidToken()
     logger.info("download link #%s redeemed by user #%s", token.pk, user.pk)
     return user
+
+
+def __getattr__(name: str) -> Any:
+    """``issue_download_link`` (it reads the request) moved to the web edge; the old name warns until 0.3."""
+    if name == "issue_download_link":
+        import warnings
+
+        from ..views import downloads as pages
+
+        warnings.warn(
+            "ephemeral_auth.services.downloads.issue_download_link moved to "
+            "ephemeral_auth.views.downloads.issue_download_link; the old name goes in 0.3",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return pages.issue_download_link
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,14 +7,20 @@ functions, so this module mounts no URL of its own.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.urls import URLPattern
+from django.urls import URLPattern, reverse
 from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
 
-from ..exceptions import EphemeralAuthError, ServiceUnavailable
+from ..exceptions import EphemeralAuthError, InvalidInput, ServiceUnavailable
 from ..http import error, error_response, wants_json
+from ..services import downloads
+from ..services.downloads import DEFAULT_PARAM, DownloadLink
 
 __all__ = [
     "CONFIRM_TEMPLATE",
@@ -22,6 +28,7 @@ __all__ = [
     "confirm_page",
     "failure",
     "head_answer",
+    "issue_download_link",
     "method_not_allowed",
     "protect",
     "urlpatterns",
@@ -83,3 +90,36 @@ def method_not_allowed(request: HttpRequest) -> HttpResponse:
         response = HttpResponse(_("Method not allowed."), status=405, content_type="text/plain; charset=utf-8")
     response["Allow"] = allowed
     return protect(response)
+
+
+def issue_download_link(
+    request_or_user: Any,
+    resource: str,
+    *,
+    url: str | None = None,
+    url_name: str | None = None,
+    args: Iterable[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    param: str = DEFAULT_PARAM,
+    absolute: bool = True,
+    ttl: timedelta | None = None,
+    now: datetime | None = None,
+) -> DownloadLink:
+    """Issue a link that opens ``resource`` once, as the issuing user (docs/downloads.md).
+
+    Given a request, the issuer is ``request.user`` and the link is made
+    absolute with the request's host (``absolute=False`` keeps the path);
+    given a user, it stays a path. The link points at ``url`` or at
+    ``reverse(url_name, args, kwargs)``. Raises InvalidInput if nobody is
+    logged in, if the user is inactive, if neither ``url`` nor ``url_name``
+    is given, or for a resource that is not text of 1-255 characters. One
+    INSERT (``services.downloads.issue_link``).
+    """
+    request = request_or_user if isinstance(request_or_user, HttpRequest) else None
+    user = downloads.check_issuer(request.user if request is not None else request_or_user)
+    if url is None and url_name is None:
+        raise InvalidInput("issue_download_link needs url or url_name", field="url")
+    target = url if url is not None else reverse(url_name, args=list(args), kwargs=dict(kwargs or {}))
+    if absolute and request is not None:
+        target = request.build_absolute_uri(target)
+    return downloads.issue_link(user, resource, url=target, param=param, ttl=ttl, now=now)

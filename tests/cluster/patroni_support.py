@@ -429,11 +429,11 @@ def command_links(args: argparse.Namespace) -> None:
     """Issue ``--count`` one-time links to /files/1/download/ (the prober redeems them); print the raw tokens."""
     from datetime import timedelta
 
-    from ephemeral_auth.services import downloads
+    from ephemeral_auth.views.downloads import issue_download_link
 
     user = _load_user()
     raws = [
-        downloads.issue_download_link(
+        issue_download_link(
             user, LINK_RESOURCE, url="/files/1/download/", ttl=timedelta(seconds=TTL_SECONDS)
         ).raw
         for _ in range(args.count)

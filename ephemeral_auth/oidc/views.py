@@ -274,8 +274,7 @@ class OIDCCallbackView(OIDCAuthenticationCallbackView):
             _set_binding(response, self.request, exchange_cookie_name(self.request, issued.raw), binding,
                          issued.expires_in)
             return self._forget_flow_cookie(response)
-        from ..services import login
-        from ..views import responses
+        from ..auth import login, responses
 
         skip = oidc_service.asserted_mfa(self.flow.provider, self.flow.id_claims)
         step = login.begin_login_atomically(

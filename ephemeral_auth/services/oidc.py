@@ -47,8 +47,8 @@ from ..models import EventType, OIDCIdentity, RecoveryCode, TokenType, UserTwoFa
 from ..oidc import providers
 from ..oidc.providers import Provider
 from . import engine, ratelimit, tokens
+from .factors import TwoFactorState, state_from_row, user_email
 from .inputs import fold, is_plain_text
-from .two_factor import TwoFactorState, state_from_row, user_email
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser

@@ -93,8 +93,7 @@ def provider_list(request: HttpRequest) -> HttpResponse:
 @api_view(("POST",))
 def exchange(request: HttpRequest) -> HttpResponse:
     """Redeem an SPA exchange token: the same answer as login/ (2FA still applies)."""
-    from ..services import login
-    from . import responses
+    from ..auth import login, responses
 
     data = parse_json(request)
     raw = required_text(data, "oidc_token", max_length=MAX_EXCHANGE_TOKEN_LENGTH)

@@ -487,7 +487,7 @@ def test_begin_login_refuses_inactive_users(rf, now):
 
 def test_split_databases_take_the_unjoined_path(rf, user, now, monkeypatch):
     """With EPHEMERAL_AUTH_DATABASE the token and event tables cannot be joined with the users'."""
-    monkeypatch.setattr(pending_logins, "_same_database", lambda *models: False)  # peek_pending lives in services.pending
+    monkeypatch.setattr(pending_logins, "_same_database", lambda *models: False)
     enrol_totp(user)
     fail(rf, user.username, now=now)
     step = login.password_login(make_request(rf), username=user.username, password=PASSWORD, now=now)

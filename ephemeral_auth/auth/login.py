@@ -11,6 +11,12 @@ The contract shared with the OIDC flow (docs/two-factor.md, "Python API"):
 authenticated and either logs them in (no 2FA) or issues a ``pre_auth`` token
 bound to a fresh browser challenge and to the methods the user has enabled.
 
+The login sits above the factors: :func:`verify_login` reads the submitted
+code once (``services.factors.read_code``: its shape, then the factor's own
+format) and then speaks to the method's factor only through the
+``services.factors.Factor`` interface (``check_login_code``,
+``login_binding``), found in the registry the wiring fills.
+
 Security reasoning:
 
 * Pending state never lives in the Django session: a ``pre_auth`` row holds

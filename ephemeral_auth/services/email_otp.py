@@ -57,7 +57,6 @@ from .proof import Proof, require_fresh_proof
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
-    from django.http import HttpRequest
 
     from .factors import PendingLogin, TwoFactorState
     from .tokens import IssuedToken
@@ -100,7 +99,7 @@ def _setup_digest(user: AbstractBaseUser, address: str, code: str) -> str:
     return crypto.code_digest(code, scope=f"email-setup:{user.pk}:{address.casefold()}")
 
 
-def _send(user: AbstractBaseUser, address: str, code: str, *, purpose: str, request: HttpRequest | None) -> None:
+def _send(user: AbstractBaseUser, address: str, code: str, *, purpose: str, request: Any) -> None:
     """Email ``code`` to ``address``; raise ServiceUnavailable if the backend fails.
 
     Templates (overridable): ephemeral_auth/emails/two_factor_code_subject.txt,
@@ -135,7 +134,7 @@ def _record_send(user: AbstractBaseUser, *, now: datetime) -> list[int]:
 # At login.
 
 
-def send_login_code(pending: PendingLogin, *, request: HttpRequest | None = None, now: datetime | None = None) -> None:
+def send_login_code(pending: PendingLogin, *, request: Any = None, now: datetime | None = None) -> None:
     """Email a fresh code for a pending login (replacing any earlier one).
 
     Raises MethodNotEnabled (the user did not enable email codes),
@@ -200,7 +199,7 @@ def accept_user_code(user: AbstractBaseUser, state: TwoFactorState, code: str, *
 
 
 def enable(
-    user: AbstractBaseUser, *, proof: Proof, password: Any = None, request: HttpRequest | None = None,
+    user: AbstractBaseUser, *, proof: Proof, password: Any = None, request: Any = None,
     now: datetime | None = None,
 ) -> IssuedToken:
     """Email a confirmation code to the user's address; return the setup token (raw goes to the client).

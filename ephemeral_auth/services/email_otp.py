@@ -20,8 +20,11 @@ Security reasoning:
 * Email codes are accepted only for users who enabled them and have an
   address (fixing a weakness of the original application).
 
-No HTTP here: ``request`` arguments are only handed on, untouched, to signal
-receivers and to the email templates' context (``request``).
+One module, one interface: ``normalize``, ``check_login_code``,
+``login_binding`` and ``accept_user_code`` make it a
+``services.factors.Factor`` (registered as "email" by the wiring). No HTTP:
+``request`` arguments are only handed on, untouched, to signal receivers and
+to the email templates' context (``request``).
 """
 
 from __future__ import annotations

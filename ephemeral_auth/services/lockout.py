@@ -33,6 +33,11 @@ bucket (event type)           key                         default
   ``login_device`` bucket *instead of* the ceiling, so they are checked while
   the ceiling refuses everybody else (OWASP's "device cookies"). A user on a
   new browser resets the password: the reset page marks that browser.
+  The cookie's value is read and written by ``services.devices``.
+
+Plain values in: the client address (``ip=``) and the device cookie's value
+(``device_cookie=``); ``PasswordAttempt.signal_failure(request)`` only hands
+``request`` on, untouched, to ``user_locked_out``'s receivers.
 """
 
 from __future__ import annotations

@@ -11,6 +11,12 @@ Security reasoning:
   same code exactly one deletes the row and succeeds.
 * Lookup is by digest (an index search), not a loop over hashes, so there is
   no timing signal about which code matched.
+
+One module, one interface: ``normalize``, ``check_login_code``,
+``login_binding`` and ``accept_user_code`` make it a
+``services.factors.Factor`` (registered as "recovery" by the wiring).
+Recovery codes count only beside another factor (``services.factors``). No
+HTTP: ``request`` arguments are only handed on, untouched, to signal receivers.
 """
 
 from __future__ import annotations

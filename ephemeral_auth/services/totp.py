@@ -17,6 +17,11 @@ Security reasoning:
 * Re-enrolment writes a *pending* secret; the active one keeps working until
   the new authenticator is confirmed (fixing a weakness of the original application). Replacing an active
   authenticator requires a current code.
+
+One module, one interface: ``normalize``, ``check_login_code``,
+``login_binding`` and ``accept_user_code`` make it a
+``services.factors.Factor`` (registered as "totp" by the wiring). No HTTP:
+``request`` arguments are only handed on, untouched, to signal receivers.
 """
 
 from __future__ import annotations

@@ -525,7 +525,7 @@ class AdminLoginView(LoginView):
     """The admin site's login page on ephemeral_auth's login step.
 
     The admin's look (``admin/login.html``), but the password goes through
-    ``services.login.password_login``: counted in the same buckets as every
+    ``auth.login.password_login``: counted in the same buckets as every
     other login (429 with ``Retry-After`` when a bucket is full), only staff
     admitted (anybody else reads as a wrong password, as with Django's own
     form), and a user with 2FA continues to the second-factor page, then

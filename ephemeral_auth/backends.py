@@ -51,7 +51,7 @@ __all__ = ["ATTEMPT_ATTRIBUTE", "GUARD_BACKEND", "INNER_BACKEND_ATTRIBUTE", "Gua
 logger = logging.getLogger("ephemeral_auth.backends")
 
 GUARD_BACKEND = "ephemeral_auth.backends.GuardBackend"
-# Set on the request by the login step (services.login), which recorded the attempt itself.
+# Set on the request by the login step (auth.login), which recorded the attempt itself.
 ATTEMPT_ATTRIBUTE = "_ephemeral_auth_password_attempt"
 # Set on the returned user: the dotted path of the backend that accepted it.
 INNER_BACKEND_ATTRIBUTE = "_ephemeral_auth_backend"

@@ -49,6 +49,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from . import conf
+from .auth.session import session_proof
 from .exceptions import EphemeralAuthError, InvalidToken, ReauthenticationRequired
 from .http import error, fail_closed, wants_json
 from .services import downloads, two_factor
@@ -320,7 +321,7 @@ def reauthentication_refusal(request: HttpRequest) -> HttpResponse | None:
         if json_client:
             return error("not_authenticated", _("Authentication required."))
         return redirect_to_login(request.get_full_path())
-    proof = two_factor.session_proof(request)
+    proof = session_proof(request)
     if proof.user_id == str(user.pk) and two_factor.recently_authenticated(proof):
         return None
     refusal = ReauthenticationRequired()

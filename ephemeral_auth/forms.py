@@ -12,8 +12,9 @@ from typing import Any
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from .services.factors import MAX_CODE_LENGTH
 from .services.inputs import is_plain_text
-from .services.login import MAX_CODE_LENGTH, MAX_IDENTIFIER_LENGTH, MAX_PASSWORD_LENGTH, MAX_TOKEN_LENGTH
+from .services.pending import MAX_IDENTIFIER_LENGTH, MAX_PASSWORD_LENGTH, MAX_TOKEN_LENGTH
 
 __all__ = [
     "CodeForm",

@@ -18,7 +18,7 @@ On the way out it sets the device cookie of a browser that just completed a
 login (``services.lockout``: the owner's way in while the account's failure
 ceiling holds).
 
-Cost: the 2FA state is cached in the session (``services.two_factor``
+Cost: the 2FA state is cached in the session (``services.factors``
 ``SESSION_KEY``) and re-read at most every ``TWO_FACTOR_STATE_MAX_AGE``
 seconds (default 60), so an authenticated request costs no extra query most
 of the time. The trade-off: a 2FA change made in another session (enabling
@@ -51,10 +51,12 @@ from django.shortcuts import resolve_url
 from django.utils.translation import gettext as _
 
 from . import clock, conf
+from .auth import session as two_factor_session
 from .backends import REMEMBER_DEVICE_ATTRIBUTE, read_device_cookie
 from .exceptions import ServiceUnavailable
 from .http import device_cookie_name, error, fail_closed, service_unavailable, wants_json
-from .services import lockout, two_factor
+from .services import lockout
+from .services.factors import load_state
 
 __all__ = ["REMEMBER_DEVICE_ATTRIBUTE", "TwoFactorMiddleware", "service_unavailable", "set_device_cookie"]
 
@@ -121,14 +123,14 @@ class TwoFactorMiddleware:
 
         None: the session was marked under another configuration (end it).
         """
-        mark = two_factor.session_mark(request)
+        mark = two_factor_session.session_mark(request)
         now = clock.now()
         stamp = int(now.timestamp())
         max_age = int(conf.get("TWO_FACTOR_STATE_MAX_AGE") or 0)
         same_user = mark is not None and str(mark["u"]) == user_id
         if same_user and "e" in mark and max_age > 0 and 0 <= stamp - int(mark["t"]) < max_age:  # type: ignore[index,operator]
             return bool(mark["e"]), bool(mark["v"])  # type: ignore[index]
-        state = two_factor.load_state(user_id)
+        state = load_state(user_id)
         if same_user and mark["f"] != state.fingerprint:  # type: ignore[index]
             stored = self._stored_mark(request)
             if stored is None or stored["u"] != user_id or stored["f"] != state.fingerprint:
@@ -141,14 +143,14 @@ class TwoFactorMiddleware:
         if max_age > 0 or mark is None or {k: v for k, v in mark.items() if k != "t"} != {
             k: v for k, v in fresh.items() if k != "t"
         }:
-            request.session[two_factor.SESSION_KEY] = fresh  # type: ignore[attr-defined]
+            request.session[two_factor_session.SESSION_KEY] = fresh  # type: ignore[attr-defined]
         return state.enabled, verified
 
     @staticmethod
     def _stored_mark(request: HttpRequest) -> dict[str, Any] | None:
         """Return the session's mark as stored now (another request of this session may have changed it)."""
         session = request.session  # type: ignore[attr-defined]
-        stored = type(session)(session.session_key).get(two_factor.SESSION_KEY)
+        stored = type(session)(session.session_key).get(two_factor_session.SESSION_KEY)
         if not isinstance(stored, dict) or not {"u", "f", "v"} <= set(stored):
             return None
         return {**stored, "u": str(stored["u"])}

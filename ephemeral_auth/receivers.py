@@ -14,9 +14,10 @@ from django.db.models.signals import post_save, pre_delete, pre_save
 from django.dispatch import receiver
 
 from . import clock
+from .auth.session import AUTHENTICATED_AT_KEY
 from .backends import GUARD_BACKEND, INNER_BACKEND_ATTRIBUTE, REMEMBER_DEVICE_ATTRIBUTE
 from .services import engine
-from .services.two_factor import AUTHENTICATED_AT_KEY, check_email_change
+from .services.two_factor import check_email_change
 
 
 @receiver(pre_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="ephemeral_auth.note_password_change")

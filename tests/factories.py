@@ -70,7 +70,8 @@ def totp_code(secret, when, *, offset=0):
 def login_verified(client, user):
     """Log ``client`` in as ``user`` with a session that passed 2FA for the user's current configuration."""
     from ephemeral_auth import clock
-    from ephemeral_auth.services.two_factor import SESSION_KEY, load_state
+    from ephemeral_auth.auth.session import SESSION_KEY
+    from ephemeral_auth.services.factors import load_state
 
     client.force_login(user)
     session = client.session

@@ -12,10 +12,12 @@ from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 
 from ephemeral_auth import crypto
+from ephemeral_auth.auth import login
+from ephemeral_auth.auth.session import SESSION_KEY
 from ephemeral_auth.exceptions import InvalidCredentials, InvalidInput, RateLimited
 from ephemeral_auth.models import EphemeralToken, EventType, RateLimitEvent, TokenType
-from ephemeral_auth.services import lockout, login, ratelimit, recovery
-from ephemeral_auth.services.two_factor import SESSION_KEY
+from ephemeral_auth.services import lockout, ratelimit, recovery
+from ephemeral_auth.services import pending as pending_logins
 from ephemeral_auth.signals import user_locked_out
 from tests.factories import PASSWORD, UserFactory, enable_email_codes, enrol_totp
 
@@ -485,7 +487,7 @@ def test_begin_login_refuses_inactive_users(rf, now):
 
 def test_split_databases_take_the_unjoined_path(rf, user, now, monkeypatch):
     """With EPHEMERAL_AUTH_DATABASE the token and event tables cannot be joined with the users'."""
-    monkeypatch.setattr(login, "_same_database", lambda *models: False)
+    monkeypatch.setattr(pending_logins, "_same_database", lambda *models: False)
     enrol_totp(user)
     fail(rf, user.username, now=now)
     step = login.password_login(make_request(rf), username=user.username, password=PASSWORD, now=now)

@@ -20,9 +20,10 @@ from django.test import Client, RequestFactory, override_settings
 from django.urls import include, path
 
 from ephemeral_auth import conf
+from ephemeral_auth.auth import login
 from ephemeral_auth.exceptions import InvalidCredentials, RateLimited
 from ephemeral_auth.models import EventType, RateLimitEvent, UserTwoFactor
-from ephemeral_auth.services import lockout, login, ratelimit, tokens, two_factor
+from ephemeral_auth.services import lockout, ratelimit, tokens, two_factor
 from tests.factories import (
     PASSWORD,
     UserFactory,

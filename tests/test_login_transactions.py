@@ -18,8 +18,8 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from ephemeral_auth import crypto
+from ephemeral_auth.auth import login as login_service
 from ephemeral_auth.models import EphemeralToken, EventType, RateLimitEvent, TokenType
-from ephemeral_auth.services import login as login_service
 from ephemeral_auth.services import ratelimit
 from tests.factories import PASSWORD, UserFactory, enrol_totp, totp_code
 from tests.test_api_two_factor import post, start_login, verify

@@ -22,9 +22,10 @@ from typing import Any
 import pytest
 from django.test import RequestFactory, override_settings
 
+from ephemeral_auth.auth import login
 from ephemeral_auth.exceptions import InvalidCredentials, RateLimited
 from ephemeral_auth.models import EventType, RateLimitEvent
-from ephemeral_auth.services import lockout, login, ratelimit
+from ephemeral_auth.services import lockout, ratelimit
 from tests.factories import PASSWORD, UserFactory
 from tests.race import run_racers
 

@@ -8,10 +8,10 @@ import pytest
 from django.http import HttpResponse
 from django.urls import include, path
 
+from ephemeral_auth.auth.session import AUTHENTICATED_AT_KEY
 from ephemeral_auth.decorators import reauthentication_required
 from ephemeral_auth.models import RecoveryCode
 from ephemeral_auth.services import recovery
-from ephemeral_auth.services.two_factor import AUTHENTICATED_AT_KEY
 from tests.factories import PASSWORD, UserFactory, enrol_totp, login_verified, totp_code
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls(__name__)]

@@ -49,8 +49,8 @@ from . import discovery, providers
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
 
+    from ..services.factors import TwoFactorState
     from ..services.oidc import CallbackFlow, LinkedUser
-    from ..services.two_factor import TwoFactorState
 
 __all__ = ["PROVIDER_CALLBACK", "CallbackResult", "OIDCBackend", "backend_path", "callback_result", "callback_uri"]
 

@@ -5,7 +5,7 @@ and keep their customisation points (``get_extra_params``, ``failure_url``,
 ``success_url``, ``login_success``, ``login_failure``); what changes is where
 the state lives (``services.oidc``: a database row bound to the browser by a
 cookie, not the session) and what success means (the 2FA-aware
-``services.login.begin_login`` hand-off, or the SPA exchange).
+``auth.login.begin_login`` hand-off, or the SPA exchange).
 
 Both can be used through ``ephemeral_auth.api_urls`` (``oidc/<provider>/authorize/``,
 ``oidc/callback/``) or dropped into mozilla-django-oidc's own urls with
@@ -36,13 +36,12 @@ from mozilla_django_oidc.utils import import_from_settings
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
 from .. import conf
+from ..auth import login, responses
 from ..client_ip import client_ip
 from ..exceptions import EphemeralAuthError, OIDCError, RateLimited
 from ..http import database_failure
-from ..services import login
 from ..services import oidc as oidc_service
 from ..services.inputs import is_plain_text
-from ..views import responses
 from . import providers
 from .authorization import begin_authorization
 from .backend import PROVIDER_CALLBACK, callback_result, callback_uri

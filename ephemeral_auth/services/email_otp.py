@@ -19,6 +19,12 @@ Security reasoning:
   server does not eat the user's budget.
 * Email codes are accepted only for users who enabled them and have an
   address (fixing a weakness of the original application).
+
+One module, one interface: ``normalize``, ``check_login_code``,
+``login_binding`` and ``accept_user_code`` make it a
+``services.factors.Factor`` (registered as "email" by the wiring). No HTTP:
+``request`` arguments are only handed on, untouched, to signal receivers and
+to the email templates' context (``request``).
 """
 
 from __future__ import annotations
@@ -47,30 +53,26 @@ from ..exceptions import (
 from ..models import EventType, TokenType, UserTwoFactor
 from ..signals import authenticator_added, authenticator_removed, send_on_commit
 from . import ratelimit, recovery, tokens
+from .budget import count_attempt, forgive_failures, note_failure, two_factor_key
+from .factors import clean_code, user_email
 from .inputs import clean_text, is_plain_text
-from .two_factor import (
-    Proof,
-    count_attempt,
-    forgive_failures,
-    note_failure,
-    require_fresh_proof,
-    two_factor_key,
-    user_email,
-)
+from .proof import Proof, require_fresh_proof
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
-    from django.http import HttpRequest
 
-    from .login import PendingLogin
+    from .factors import PendingLogin, TwoFactorState
     from .tokens import IssuedToken
 
 __all__ = [
     "CODE_LENGTH",
+    "accept_user_code",
     "check_login_code",
     "confirm",
     "disable",
     "enable",
+    "login_binding",
+    "login_code_hash",
     "normalize",
     "send_login_code",
 ]
@@ -100,7 +102,7 @@ def _setup_digest(user: AbstractBaseUser, address: str, code: str) -> str:
     return crypto.code_digest(code, scope=f"email-setup:{user.pk}:{address.casefold()}")
 
 
-def _send(user: AbstractBaseUser, address: str, code: str, *, purpose: str, request: HttpRequest | None) -> None:
+def _send(user: AbstractBaseUser, address: str, code: str, *, purpose: str, request: Any) -> None:
     """Email ``code`` to ``address``; raise ServiceUnavailable if the backend fails.
 
     Templates (overridable): ephemeral_auth/emails/two_factor_code_subject.txt,
@@ -135,7 +137,7 @@ def _record_send(user: AbstractBaseUser, *, now: datetime) -> list[int]:
 # At login.
 
 
-def send_login_code(pending: PendingLogin, *, request: HttpRequest | None = None, now: datetime | None = None) -> None:
+def send_login_code(pending: PendingLogin, *, request: Any = None, now: datetime | None = None) -> None:
     """Email a fresh code for a pending login (replacing any earlier one).
 
     Raises MethodNotEnabled (the user did not enable email codes),
@@ -186,16 +188,26 @@ def login_code_hash(pending: PendingLogin, code: str) -> str:
     return _login_digest(pending.token.token, code)
 
 
+def login_binding(pending: PendingLogin, code: str) -> dict[str, Any]:
+    """The pending login is consumed only while it still holds this code's digest (a newer email replaces it)."""
+    return {"code_hash": login_code_hash(pending, code)}
+
+
+def accept_user_code(user: AbstractBaseUser, state: TwoFactorState, code: str, *, now: datetime) -> bool:
+    """Never: nothing sends a logged-in user an email code to prove their presence (yet)."""
+    return False
+
+
 # Enrolment.
 
 
 def enable(
-    user: AbstractBaseUser, *, proof: Proof, password: Any = None, request: HttpRequest | None = None,
+    user: AbstractBaseUser, *, proof: Proof, password: Any = None, request: Any = None,
     now: datetime | None = None,
 ) -> IssuedToken:
     """Email a confirmation code to the user's address; return the setup token (raw goes to the client).
 
-    Needs a fresh proof (``two_factor.require_fresh_proof``; ``password``
+    Needs a fresh proof (``proof.require_fresh_proof``; ``password``
     serves it while 2FA is off). Raises ReauthenticationRequired, NotEnrolled
     (no address), RateLimited (``email_send``), ServiceUnavailable (the email
     backend failed; nothing is left behind).
@@ -232,7 +244,7 @@ def confirm(
     InvalidCode, RateLimited, InvalidInput.
     """
     clean_text(setup_token, field="setup_token", max_length=512)
-    clean_text(code, field="code", max_length=64)
+    clean_code(code)
     now = now or clock.now()
     state = require_fresh_proof(user, proof, password=password, now=now, request=request)
     token = tokens.peek_token(setup_token, TokenType.EMAIL_OTP_SETUP, user=user, now=now)

@@ -33,6 +33,11 @@ bucket (event type)           key                         default
   ``login_device`` bucket *instead of* the ceiling, so they are checked while
   the ceiling refuses everybody else (OWASP's "device cookies"). A user on a
   new browser resets the password: the reset page marks that browser.
+  The cookie's value is read and written by ``services.devices``.
+
+Plain values in: the client address (``ip=``) and the device cookie's value
+(``device_cookie=``); ``PasswordAttempt.signal_failure(request)`` only hands
+``request`` on, untouched, to ``user_locked_out``'s receivers.
 """
 
 from __future__ import annotations
@@ -44,18 +49,18 @@ from datetime import timezone as dt_timezone
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core import signing
 from django.core.exceptions import FieldDoesNotExist
 from django.db import router
 from django.db.models import BooleanField, Exists, ExpressionWrapper, F, OuterRef, Q, Value
 from django.utils import timezone
 
-from .. import clock, conf, crypto
+from .. import clock
 from ..models import EventType, RateLimitEvent, RecoveryCode, UserTwoFactor
 from ..signals import user_locked_out
 from . import ratelimit
-from .inputs import fold, is_plain_text
-from .two_factor import fingerprint
+from .devices import remember_device, trusted_device  # the device cookie's 0.1 place: re-exported
+from .factors import TwoFactorState, fingerprint
+from .inputs import fold
 
 __all__ = [
     "Account",
@@ -126,22 +131,39 @@ def buckets(subject: str, ip: str, *, device: str | None = None) -> list[tuple[s
 class Account:
     """The account a typed identifier names, with its second factors, read before any password check.
 
-    ``methods`` are those a login may use; ``email`` is the email-code
-    enrolment, usable only with an address (``email_usable``);
-    ``fingerprint`` names the 2FA configuration (``two_factor.fingerprint``).
+    ``state`` is the user's 2FA state read in the same SELECT (which factors
+    count is ``services.factors``' one rule); ``two_factor``, ``methods``,
+    ``email``, ``email_usable`` and ``fingerprint`` are read from it.
     """
 
     pk: Any
     username: str
-    two_factor: bool
-    methods: tuple[str, ...]
-    email: bool = False
-    email_usable: bool = True
-    fingerprint: str = ""
+    state: TwoFactorState
 
     @property
     def key(self) -> str:
         return account_key(self.pk)
+
+    @property
+    def two_factor(self) -> bool:
+        return self.state.enabled
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """The methods a login may use."""
+        return tuple(self.state.methods())
+
+    @property
+    def email(self) -> bool:
+        return self.state.email
+
+    @property
+    def email_usable(self) -> bool:
+        return self.state.email_usable
+
+    @property
+    def fingerprint(self) -> str:
+        return self.state.fingerprint
 
 
 def _email_field(model: Any) -> str:
@@ -221,21 +243,18 @@ def _pick(rows: list[Any], identifier: str) -> Account | None:
         return None
     pk, name, _named, totp, email, codes, address, totp_at, email_at, changed_at = matches[0]
     pk = get_user_model()._meta.pk.to_python(pk)  # type: ignore[union-attr]
-    methods = [m for m, on in (("totp", totp), ("email", email and address)) if on]
-    if (totp or email) and codes:
-        methods.append("recovery")
-    return Account(
-        pk=pk,
-        username=str(name),
-        two_factor=bool(totp or email),
-        methods=tuple(methods),
+    state = TwoFactorState(
+        user_id=pk,
+        totp=bool(totp),
         email=bool(email),
-        email_usable=bool(address),
+        has_recovery_codes=bool(codes),
         fingerprint=fingerprint(
             pk, totp=bool(totp), totp_at=_aware(totp_at), email=bool(email), email_at=_aware(email_at),
             changed_at=_aware(changed_at),
         ),
+        email_usable=bool(address),
     )
+    return Account(pk=pk, username=str(name), state=state)
 
 
 def _aware(value: Any) -> Any:
@@ -329,59 +348,6 @@ def check_account(pk: Any, *, ip: str, device_cookie: Any = "", now: datetime | 
     for event_type, key in buckets(account_key(pk), ip, device=device):
         if event_type != EventType.LOGIN_IP:
             ratelimit.check(event_type, key, now=now)
-
-
-# Known browsers (the device cookie).
-
-DEVICE_SALT = "ephemeral_auth.device"
-MAX_DEVICE_COOKIE_LENGTH = 2048
-# Accounts remembered by one browser (a shared family computer); the newest first.
-MAX_ACCOUNTS_PER_DEVICE = 5
-
-
-def _device_age() -> int:
-    return int(conf.get("DEVICE_COOKIE_AGE") or 0)
-
-
-def _entries(value: Any, *, now: datetime) -> list[list[Any]]:
-    """Return the cookie's live ``[pk, browser id, issued]`` entries ([] if absent, forged or expired)."""
-    age = _device_age()
-    if age <= 0 or not value or not is_plain_text(value, max_length=MAX_DEVICE_COOKIE_LENGTH):
-        return []
-    try:
-        entries = signing.loads(value, salt=DEVICE_SALT, max_age=age)
-    except (signing.BadSignature, ValueError, TypeError):
-        return []
-    if not isinstance(entries, list):
-        return []
-    stamp = int(now.timestamp())
-    return [
-        entry
-        for entry in entries[:MAX_ACCOUNTS_PER_DEVICE]
-        if isinstance(entry, list) and len(entry) == 3 and isinstance(entry[1], str) and isinstance(entry[2], int)
-        and 0 <= stamp - entry[2] <= age
-    ]
-
-
-def trusted_device(value: Any, pk: Any, *, now: datetime | None = None) -> str | None:
-    """Return this browser's id for account ``pk`` if its device cookie names the account, else None."""
-    for entry_pk, device_id, _issued in _entries(value, now=now or clock.now()):
-        if str(entry_pk) == str(pk):
-            return str(device_id)
-    return None
-
-
-def remember_device(value: Any, pk: Any, *, now: datetime | None = None) -> str | None:
-    """Return the new device cookie value: ``value``'s accounts with ``pk`` first (None when turned off)."""
-    if _device_age() <= 0:
-        return None
-    now = now or clock.now()
-    entries = _entries(value, now=now)
-    kept = [entry for entry in entries if str(entry[0]) != str(pk)]
-    known = [entry for entry in entries if str(entry[0]) == str(pk)]
-    device_id = known[0][1] if known else crypto.new_token()[:22]
-    fresh = [[str(pk), device_id, int(now.timestamp())], *kept][:MAX_ACCOUNTS_PER_DEVICE]
-    return signing.dumps(fresh, salt=DEVICE_SALT, compress=False)
 
 
 # Unlocking and describing (the admin's "Locked out now" page, ``ephemeral_auth_unlock``).

@@ -27,9 +27,9 @@ from .. import clock
 from ..exceptions import OIDCError
 from ..models import OIDCIdentity, RecoveryCode, UserTwoFactor
 from . import engine
+from .factors import TwoFactorState, state_from_row, user_email
 from .inputs import fold, is_plain_text
 from .oidc_provider import Provider
-from .two_factor import TwoFactorState, state_from_row, user_email
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser

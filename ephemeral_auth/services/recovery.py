@@ -11,6 +11,12 @@ Security reasoning:
   same code exactly one deletes the row and succeeds.
 * Lookup is by digest (an index search), not a loop over hashes, so there is
   no timing signal about which code matched.
+
+One module, one interface: ``normalize``, ``check_login_code``,
+``login_binding`` and ``accept_user_code`` make it a
+``services.factors.Factor`` (registered as "recovery" by the wiring).
+Recovery codes count only beside another factor (``services.factors``). No
+HTTP: ``request`` arguments are only handed on, untouched, to signal receivers.
 """
 
 from __future__ import annotations
@@ -22,23 +28,26 @@ from typing import TYPE_CHECKING, Any
 from django.db import DatabaseError, transaction
 
 from .. import clock, conf, crypto
-from ..exceptions import InvalidCode
+from ..exceptions import InvalidCode, NotEnrolled
 from ..models import RecoveryCode
 from ..signals import recovery_codes_generated, send_on_commit
 from . import engine
+from .budget import forgive_failures
+from .proof import Proof, check_user_code, note_change, require_fresh_proof
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
 
-    from .login import PendingLogin
-    from .two_factor import Proof
+    from .factors import PendingLogin, TwoFactorState
 
 __all__ = [
     "CODE_LENGTH",
+    "accept_user_code",
     "check_login_code",
     "delete_all",
     "format_code",
     "generate",
+    "login_binding",
     "normalize",
     "regenerate",
     "remaining",
@@ -103,9 +112,6 @@ def regenerate(
     ReauthenticationRequired, NotEnrolled when the user has no second factor,
     InvalidCode, RateLimited, InvalidInput.
     """
-    from ..exceptions import NotEnrolled
-    from .two_factor import check_user_code, note_change, require_fresh_proof
-
     now = now or clock.now()
     state = require_fresh_proof(user, proof, now=now, request=request)
     if not state.enabled:
@@ -147,10 +153,25 @@ def delete_all(user: AbstractBaseUser) -> int:
     return int(deleted)
 
 
+# The factor's interface (services.factors.Factor), registered as "recovery" by the wiring. Recovery
+# codes are a way in beside another factor, never a second factor alone (services.factors.TwoFactorState).
+
+
 def check_login_code(pending: PendingLogin, code: str, *, now: datetime, request: Any = None) -> None:
     """Use a recovery code for a pending login; raise InvalidCode. The attempt was counted already."""
     if not use(pending.user.pk, code):
         raise InvalidCode()
-    from .two_factor import forgive_failures
-
     forgive_failures(pending.user, now=now)
+
+
+def login_binding(pending: PendingLogin, code: str) -> dict[str, Any]:
+    """Nothing more to find on the ``pre_auth`` row: the code's row is deleted."""
+    return {}
+
+
+def accept_user_code(user: AbstractBaseUser, state: TwoFactorState, code: str, *, now: datetime) -> bool:
+    """Use up a recovery code of a logged-in user as proof of presence (a real second-factor success)."""
+    if not use(user.pk, code):
+        return False
+    forgive_failures(user, now=now)
+    return True

@@ -17,6 +17,11 @@ Security reasoning:
 * Re-enrolment writes a *pending* secret; the active one keeps working until
   the new authenticator is confirmed (fixing a weakness of the original application). Replacing an active
   authenticator requires a current code.
+
+One module, one interface: ``normalize``, ``check_login_code``,
+``login_binding`` and ``accept_user_code`` make it a
+``services.factors.Factor`` (registered as "totp" by the wiring). No HTTP:
+``request`` arguments are only handed on, untouched, to signal receivers.
 """
 
 from __future__ import annotations
@@ -37,20 +42,23 @@ from ..exceptions import InvalidCode, NotEnrolled, ServiceUnavailable
 from ..models import TokenType, UserTwoFactor
 from ..signals import authenticator_added, authenticator_removed, send_on_commit
 from . import engine, recovery, tokens
-from .inputs import clean_text
-from .two_factor import Proof, check_user_code, count_attempt, note_failure, require_fresh_proof
+from .budget import count_attempt, note_failure
+from .factors import clean_code
+from .proof import Proof, check_user_code, require_fresh_proof
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
 
-    from .login import PendingLogin
+    from .factors import PendingLogin, TwoFactorState
 
 __all__ = [
     "TotpSetup",
     "accept",
+    "accept_user_code",
     "check_login_code",
     "confirm",
     "disable",
+    "login_binding",
     "matching_step",
     "new_secret",
     "normalize",
@@ -133,7 +141,7 @@ def _record_step(row: UserTwoFactor, step: int, *, now: datetime) -> bool:
     """Accept ``step`` for ``row`` only if it is later than every accepted step. One UPDATE.
 
     The same statement stamps ``last_verified_at``, the real success that
-    restarts the user's 2FA failure window (see two_factor._window).
+    restarts the user's 2FA failure window (see budget._window).
     """
     try:
         updated = (
@@ -163,11 +171,24 @@ def accept(row: UserTwoFactor, code: str, *, now: datetime) -> bool:
     return True
 
 
+# The factor's interface (services.factors.Factor), registered as "totp" by the wiring.
+
+
 def check_login_code(pending: PendingLogin, code: str, *, now: datetime, request: Any = None) -> None:
     """Verify the TOTP code of a pending login; raise InvalidCode. The attempt was counted already."""
     row = pending.state.row
     if row is None or not accept(row, code, now=now):
         raise InvalidCode()
+
+
+def login_binding(pending: PendingLogin, code: str) -> dict[str, Any]:
+    """Nothing more to find on the ``pre_auth`` row: the accepted step is recorded on the 2FA row."""
+    return {}
+
+
+def accept_user_code(user: AbstractBaseUser, state: TwoFactorState, code: str, *, now: datetime) -> bool:
+    """A current code of the active authenticator proves a logged-in user's presence (used up like at login)."""
+    return state.row is not None and accept(state.row, code, now=now)
 
 
 # Enrolment.
@@ -236,7 +257,7 @@ def setup(
 ) -> TotpSetup:
     """Start (or restart) enrolling an authenticator; the active one keeps working.
 
-    Needs a fresh proof (``two_factor.require_fresh_proof``; ``password``
+    Needs a fresh proof (``proof.require_fresh_proof``; ``password``
     serves it while 2FA is off). Replacing an active authenticator also needs
     a current code (TOTP or recovery). Raises ReauthenticationRequired,
     InvalidCode / RateLimited / InvalidInput.
@@ -272,7 +293,7 @@ def confirm(
     replayed at login. Raises ReauthenticationRequired, NotEnrolled (no setup
     started), InvalidCode, RateLimited.
     """
-    clean_text(code, field="code", max_length=64)
+    clean_code(code)
     now = now or clock.now()
     state = require_fresh_proof(user, proof, password=password, now=now, request=request)
     row = state.row

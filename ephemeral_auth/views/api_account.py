@@ -8,7 +8,7 @@ from django.middleware.csrf import get_token
 from django.urls import path
 from django.views.decorators.csrf import ensure_csrf_cookie
 
-from ..services import login as login_service
+from ..auth import login as login_service
 from .json import api_view, parse_json, required_text
 from .responses import clear_login_cookies, login_step_json, user_payload
 

@@ -23,9 +23,9 @@ from django.utils.module_loading import import_string
 from django.views.decorators.cache import never_cache
 
 from .. import conf
+from ..auth import login
 from ..oidc import EXTRA_INSTALL, missing_libraries, providers
 from ..oidc.browser import exchange_cookie_name
-from ..services import login
 from ..services import oidc as oidc_service
 from . import responses
 from .json import api_view, parse_json, required_text

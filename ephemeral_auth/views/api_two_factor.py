@@ -14,11 +14,11 @@ from django.urls import path
 from django.utils.translation import gettext
 
 from .. import clock, conf
+from ..auth import login as login_service
 from ..backends import REFUSAL_ATTRIBUTE
 from ..exceptions import InvalidCredentials, InvalidInput, MethodNotEnabled, RateLimited
 from ..http import best_effort
 from ..services import email_otp, recovery, totp, two_factor
-from ..services import login as login_service
 from .json import api_view, optional_text, parse_json, required_text
 from .responses import (
     clear_login_cookies,

@@ -26,10 +26,10 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 
+from ..auth import login as login_service
 from ..exceptions import EphemeralAuthError, ReauthenticationRequired
 from ..forms import LoginForm
 from ..http import fail_closed, html_error_response
-from ..services import login as login_service
 from .responses import clear_login_cookies, login_step_redirect
 
 __all__ = ["LoginView", "LogoutView", "ServiceErrorMixin", "safe_next_url", "urlpatterns"]

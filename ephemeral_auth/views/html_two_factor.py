@@ -26,11 +26,11 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 
+from ..auth import login as login_service
 from ..exceptions import EphemeralAuthError, InvalidToken, ServiceUnavailable
 from ..forms import CodeForm, EmailConfirmForm, PasswordForm, TotpStartForm, VerifyForm
 from ..http import best_effort, fail_closed, service_unavailable
 from ..services import email_otp, recovery, totp, two_factor
-from ..services import login as login_service
 from .html_account import ServiceErrorMixin, safe_next_url
 from .responses import (
     clear_login_cookies,

@@ -1,6 +1,15 @@
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
+from .services.jobs import TaskQueue
+
+
+def _task_queue() -> TaskQueue:
+    """ephemeral_auth.tasks, imported on first use: defining its task resolves the task backend (see tasks.py)."""
+    from . import tasks
+
+    return tasks
+
 
 class EphemeralAuthConfig(AppConfig):
     name = "ephemeral_auth"
@@ -9,3 +18,7 @@ class EphemeralAuthConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks, checks_database, receivers  # noqa: F401  (registers checks and receivers)
+        from .services import jobs
+
+        # The job runners' task queue (services/jobs.py: a service may not import the tasks).
+        jobs.connect_tasks(_task_queue)

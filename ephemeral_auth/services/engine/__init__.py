@@ -35,7 +35,7 @@ from typing import Any
 
 from django.db import DatabaseError, connections, transaction
 
-__all__ = ["causal", "conflict_as", "is_conflict", "is_galera", "note_connection"]
+__all__ = ["causal", "conflict_as", "is_conflict", "is_galera", "lock_rows", "note_connection"]
 
 _GALERA = "_ephemeral_auth_galera"
 
@@ -113,3 +113,13 @@ def conflict_as(refusal: Callable[[], BaseException], *, using: str | None = Non
         if using is not None and connections[using].in_atomic_block:
             transaction.set_rollback(True, using=using)
         raise refusal() from None
+
+
+def lock_rows(queryset: Any) -> None:
+    """Lock the rows of ``queryset`` until its transaction ends (one SELECT ... FOR UPDATE of their keys).
+
+    Nothing where the database has no row locks (SQLite, which serialises
+    writers anyway).
+    """
+    if connections[queryset.db].features.has_select_for_update:
+        list(queryset.select_for_update().values("pk"))

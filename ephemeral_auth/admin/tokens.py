@@ -93,6 +93,10 @@ class EphemeralTokenAdmin(ReadOnlyAdmin):
     def expired(self, obj: EphemeralToken) -> bool:
         return obj.is_expired(clock.now())
 
+    def delete_model(self, request: HttpRequest, obj: EphemeralToken) -> None:
+        """The delete page revokes through the token service too (one DELETE)."""
+        tokens.revoke_by_pk([obj.pk], using=obj._state.db)
+
     @admin.action(description=_("Revoke selected tokens"), permissions=["delete"])
     def revoke_selected(self, request: HttpRequest, queryset: QuerySet[EphemeralToken]) -> None:
         selected = list(queryset.order_by())

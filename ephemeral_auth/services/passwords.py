@@ -26,6 +26,11 @@ Security reasoning:
   reactivation): see :func:`note_password_change` and
   :func:`revoke_after_password_change`, connected in ``receivers.py``.
   ``QuerySet.update()`` and raw SQL send no signal and revoke nothing.
+
+The job runs through ``services/jobs.py`` (the runners are re-exported here:
+``EPHEMERAL_AUTH_PASSWORD_RESET_RUNNER`` names them by this module). The link
+template comes from the web edge (``views/passwords.link_template`` reads the
+request); ``link_template`` here is a deprecated alias until 0.3.
 """
 
 from __future__ import annotations
@@ -134,6 +139,7 @@ def request_reset(email: Any, *, ip: str, link: str, now: datetime | None = None
 
 
 def _runner() -> Callable[..., None]:
+    """Return the runner EPHEMERAL_AUTH_PASSWORD_RESET_RUNNER chooses (services/jobs.py)."""
     return jobs.runner("PASSWORD_RESET_RUNNER")
 
 

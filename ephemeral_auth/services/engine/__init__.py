@@ -1,5 +1,12 @@
 """What the database engine guarantees, and the few places where that changes the SQL.
 
+This package is the one place of ephemeral_auth with database-specific SQL:
+here the engine detection, lost races and row locks; in ``tokens_sql`` a
+token's single use, in ``ratelimit_sql`` the conditional insert and the
+recount, in ``purge_sql`` the purge's batched deletes. The services above
+hold the policy and call these functions; the statements are the ones the
+tests pin (statement counts, concurrency under races).
+
 Every single-use and rate-limit decision of this app is one statement that the
 database decides (docs/data-model.md). On one server that holds as written. A
 MariaDB **Galera** cluster decides a write only at commit, when it certifies the

@@ -1,6 +1,15 @@
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
+from .services.jobs import TaskQueue
+
+
+def _task_queue() -> TaskQueue:
+    """ephemeral_auth.tasks, imported on first use: defining its task resolves the task backend (see tasks.py)."""
+    from . import tasks
+
+    return tasks
+
 
 class EphemeralAuthConfig(AppConfig):
     name = "ephemeral_auth"
@@ -9,10 +18,13 @@ class EphemeralAuthConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks, checks_database, receivers  # noqa: F401  (registers checks and receivers)
-        from .services import email_otp, factors, recovery, totp
+        from .services import email_otp, factors, jobs, recovery, totp
 
         # The second factors, each one module with one interface (services.factors.Factor): the
         # login step and the management code check find them here, without importing them.
         factors.register("totp", totp)
         factors.register("email", email_otp)
         factors.register("recovery", recovery)
+
+        # The job runners' task queue (services/jobs.py: a service may not import the tasks).
+        jobs.connect_tasks(_task_queue)

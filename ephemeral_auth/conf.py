@@ -158,6 +158,10 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+# Where the token goes in a password-reset link template (PASSWORD_RESET_URL).
+TOKEN_PLACEHOLDER = "{token}"
+
+
 def get(name: str) -> Any:
     """Return the setting ``EPHEMERAL_AUTH_<name>`` or its default."""
     if name not in DEFAULTS:

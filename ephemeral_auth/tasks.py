@@ -15,9 +15,11 @@ queue, Redis) never holds a usable link, and the request does the same work
 for known and unknown addresses.
 
 A task is defined when this module is imported, and the frameworks resolve
-the task's backend then: import it lazily (the runner
-:func:`ephemeral_auth.services.passwords.run_as_task` does), not from an
-``AppConfig.ready``.
+the task's backend then: import it lazily, not from an ``AppConfig.ready``.
+The runners of ``services/jobs.py`` reach this module through
+:func:`ephemeral_auth.services.jobs.connect_tasks`, which ``apps.py`` calls
+with a function that imports it on first use (a service may not import this
+wiring module; this module imports the jobs it runs).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import importlib
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
+
+from .services import passwords
 
 __all__ = ["backend_is_queued", "framework", "send_password_reset", "task_for"]
 
@@ -51,8 +55,6 @@ if framework is not None:
         Returns nothing: the number of links sent would tell whoever reads the
         task results whether the address has an account.
         """
-        from .services import passwords
-
         passwords.deliver_password_reset(email=email, link=link)
 
 else:
@@ -78,8 +80,6 @@ def backend_is_queued(alias: str | None = None) -> bool:
 
 def task_for(job: Callable[..., Any]) -> Any:
     """Return the task that runs ``job``; raise LookupError for a job that has none."""
-    from .services import passwords
-
     if send_password_reset is not None and job is passwords.deliver_password_reset:
         return send_password_reset
     raise LookupError(f"ephemeral_auth has no task for {getattr(job, '__qualname__', job)!r}")

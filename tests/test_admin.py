@@ -243,6 +243,24 @@ def test_bulk_delete_is_replaced_by_revoke(admin_client, user, frozen):
     assert "delete_selected" not in actions
 
 
+def test_the_token_delete_page_revokes_through_the_token_service(admin_client, user, frozen, monkeypatch):
+    token = tokens.issue_password_reset(user).token
+    calls = []
+    revoke_by_pk = tokens.revoke_by_pk
+
+    def spy(pks, **kwargs):
+        calls.append(list(pks))
+        return revoke_by_pk(pks, **kwargs)
+
+    monkeypatch.setattr(tokens, "revoke_by_pk", spy)
+    url = reverse("admin:ephemeral_auth_ephemeraltoken_delete", args=[token.pk])
+    response = admin_client.post(url, {"post": "yes"})
+    assert response.status_code == 302
+    assert calls == [[token.pk]]
+    assert not EphemeralToken.objects.filter(pk=token.pk).exists()
+    assert LogEntry.objects.filter(action_flag=DELETION, object_id=str(token.pk)).exists()
+
+
 def staff_client(*codenames: str) -> Client:
     staff = UserFactory(is_staff=True)
     staff.user_permissions.set(Permission.objects.filter(content_type__app_label="ephemeral_auth",

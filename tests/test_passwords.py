@@ -198,23 +198,6 @@ def test_a_link_without_placeholder_is_refused(user, reset_mail_inline, link):
 # Links and runners.
 
 
-def test_default_link_is_the_confirm_page_with_a_fragment(rf):
-    request = rf.get("/", HTTP_HOST="testserver")
-    assert passwords.link_template(request) == "http://testserver/accounts/password-reset/confirm/#token={token}"
-
-
-@pytest.mark.parametrize(
-    ("configured", "expected"),
-    [
-        ("https://spa.example.com/reset", "https://spa.example.com/reset#token={token}"),
-        ("https://spa.example.com/reset?t={token}", "https://spa.example.com/reset?t={token}"),
-    ],
-)
-def test_configured_link(rf, settings, configured, expected):
-    settings.EPHEMERAL_AUTH_PASSWORD_RESET_URL = configured
-    assert passwords.link_template(rf.get("/")) == expected
-
-
 def test_run_in_thread_runs_off_the_request_thread_and_logs_failures():
     done = threading.Event()
     seen = {}

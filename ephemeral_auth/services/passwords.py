@@ -26,37 +26,41 @@ Security reasoning:
   reactivation): see :func:`note_password_change` and
   :func:`revoke_after_password_change`, connected in ``receivers.py``.
   ``QuerySet.update()`` and raw SQL send no signal and revoke nothing.
+
+The job runs through ``services/jobs.py`` (the runners are re-exported here:
+``EPHEMERAL_AUTH_PASSWORD_RESET_RUNNER`` names them by this module). The link
+template comes from the web edge (``views/passwords.link_template`` reads the
+request); ``link_template`` here is a deprecated alias until 0.3.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import threading
+import warnings
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model, password_validation
-from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured, ValidationError
+from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.core.mail import EmailMultiAlternatives
 from django.core.validators import validate_email
-from django.db import DatabaseError, connections, router, transaction
+from django.db import DatabaseError, router, transaction
 from django.template.loader import render_to_string
-from django.urls import NoReverseMatch, reverse
 from django.utils.module_loading import import_string
 
 from .. import clock, conf
 from ..exceptions import InvalidInput, InvalidPassword, InvalidToken, RateLimited
 from ..models import EphemeralToken, EventType, TokenType
-from . import engine, ratelimit, tokens
+from . import engine, jobs, ratelimit, tokens
 from .inputs import clean_text, fold
+
+# The runners live in services/jobs.py; EPHEMERAL_AUTH_PASSWORD_RESET_RUNNER names them here too.
+from .jobs import run_as_task, run_in_thread, run_inline
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
-    from django.http import HttpRequest
 
 __all__ = [
     "MAX_EMAIL_LENGTH",
@@ -64,10 +68,10 @@ __all__ = [
     "confirm_reset",
     "deliver_password_reset",
     "eligible_users",
-    "link_template",
     "normalise_email",
     "note_password_change",
     "request_reset",
+    "reset_link_lifetime",
     "revoke_after_password_change",
     "run_as_task",
     "run_in_thread",
@@ -79,7 +83,7 @@ logger = logging.getLogger("ephemeral_auth.passwords")
 MAX_EMAIL_LENGTH = 254
 # Hashers cope with long input, but nobody types more; refuse megabyte "passwords".
 MAX_PASSWORD_LENGTH = 4096
-TOKEN_PLACEHOLDER = "{token}"
+TOKEN_PLACEHOLDER = conf.TOKEN_PLACEHOLDER
 
 _SUBJECT_TEMPLATE = "ephemeral_auth/password_reset/email_subject.txt"
 _BODY_TEMPLATE = "ephemeral_auth/password_reset/email_body.txt"
@@ -102,26 +106,9 @@ def normalise_email(value: Any) -> str:
     return email
 
 
-def link_template(request: HttpRequest) -> str:
-    """Return the reset link for this site with ``{token}`` where the token goes.
-
-    The token travels in the URL *fragment* by default: browsers never send a
-    fragment to any server, so it stays out of access logs, proxies and
-    Referer headers; the confirm page moves it into the POST body.
-    ``EPHEMERAL_AUTH_PASSWORD_RESET_URL`` points links at another page (an
-    SPA, a fixed public host instead of the request's Host header).
-    """
-    configured = str(conf.get("PASSWORD_RESET_URL") or "")
-    if configured:
-        return configured if TOKEN_PLACEHOLDER in configured else f"{configured}#token={TOKEN_PLACEHOLDER}"
-    try:
-        path = reverse("ephemeral_auth:password_reset_confirm")
-    except NoReverseMatch as exc:
-        raise ImproperlyConfigured(
-            "Mount ephemeral_auth.urls (namespace 'ephemeral_auth') or set EPHEMERAL_AUTH_PASSWORD_RESET_URL."
-        ) from exc
-    # build_absolute_uri uses the Host header, which ALLOWED_HOSTS validates.
-    return f"{request.build_absolute_uri(path)}#token={TOKEN_PLACEHOLDER}"
+def reset_link_lifetime() -> timedelta:
+    """Return how long a reset link stays usable (``EPHEMERAL_AUTH_TOKEN_TTL`` of ``password_reset``)."""
+    return conf.token_ttl(TokenType.PASSWORD_RESET)
 
 
 def request_reset(email: Any, *, ip: str, link: str, now: datetime | None = None) -> None:
@@ -152,75 +139,8 @@ def request_reset(email: Any, *, ip: str, link: str, now: datetime | None = None
 
 
 def _runner() -> Callable[..., None]:
-    path = conf.get("PASSWORD_RESET_RUNNER")
-    if path is None:
-        # Automatic: a durable queue when the site has configured one, else the thread pool.
-        from .. import tasks
-
-        return run_as_task if tasks.backend_is_queued() else run_in_thread
-    runner = import_string(path) if isinstance(path, str) else path
-    if not callable(runner):
-        raise ImproperlyConfigured("EPHEMERAL_AUTH_PASSWORD_RESET_RUNNER must name a callable.")
-    return runner  # type: ignore[no-any-return]
-
-
-def run_as_task(job: Callable[..., None], /, **kwargs: str) -> None:
-    """Enqueue the job as a task of Django's tasks framework (``ephemeral_auth.tasks``).
-
-    The request only writes the task (email and link template: no token
-    exists yet); a task worker runs it. With a persistent backend (a
-    database or Redis queue) a job survives a restart of the web workers.
-    The task goes to the default backend (``TASKS["default"]``). Raises
-    ImproperlyConfigured without django.tasks (Django 6+) or django-tasks.
-    """
-    from .. import tasks
-
-    if tasks.framework is None:
-        raise ImproperlyConfigured(
-            "run_as_task needs Django's tasks framework: Django 6.0+, or the django-tasks package before."
-        )
-    tasks.task_for(job).enqueue(**kwargs)
-
-
-def run_inline(job: Callable[..., None], /, **kwargs: str) -> None:
-    """Run the job now, in the request (tests, management commands; not for production)."""
-    job(**kwargs)
-
-
-_pool_lock = threading.Lock()
-_pool: tuple[int, ThreadPoolExecutor] | None = None
-
-
-def _executor() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        # A pool created before a fork (gunicorn --preload) has no threads in
-        # the child: one pool per process.
-        if _pool is None or _pool[0] != os.getpid():
-            _pool = (os.getpid(), ThreadPoolExecutor(max_workers=2, thread_name_prefix="ephemeral_auth-reset"))
-        return _pool[1]
-
-
-def _run_and_close(job: Callable[..., None], kwargs: dict[str, str]) -> None:
-    try:
-        job(**kwargs)
-    except Exception:
-        # The job logs its own failures; this is the last resort (no token here).
-        logger.exception("password reset job failed")
-    finally:
-        # Connections are per thread: close the ones this worker opened.
-        connections.close_all()
-
-
-def run_in_thread(job: Callable[..., None], /, **kwargs: str) -> None:
-    """Run the job on a small per-process thread pool, after the answer is on its way.
-
-    The request returns as soon as the job is queued, so neither the database
-    writes nor the mail server's latency show in the response time. The queue
-    is in the process's memory: jobs not yet run are lost when the process
-    ends (a restart, a deploy, ``kill -9``); :func:`run_as_task` is durable.
-    """
-    _executor().submit(_run_and_close, job, kwargs)
+    """Return the runner EPHEMERAL_AUTH_PASSWORD_RESET_RUNNER chooses (services/jobs.py)."""
+    return jobs.runner("PASSWORD_RESET_RUNNER")
 
 
 def eligible_users(email: str) -> list[AbstractBaseUser]:
@@ -270,8 +190,7 @@ def _issue_revoking_older(user: AbstractBaseUser) -> tokens.IssuedToken:
     with transaction.atomic(using=user_alias), transaction.atomic(using=token_alias):
         # Serialise requests of one user: of two at the same instant, the one
         # that commits last revokes the other's link ("latest wins").
-        if connections[user_alias].features.has_select_for_update:
-            list(type(user)._default_manager.using(user_alias).select_for_update().filter(pk=user.pk).values("pk"))
+        engine.lock_rows(type(user)._default_manager.using(user_alias).filter(pk=user.pk))
         # SQLite has no row locks and serialises writers anyway; there a read
         # first would make the DELETE upgrade a read transaction to a write
         # one, which fails at once with "database is locked" when another
@@ -286,7 +205,7 @@ def _send(user: AbstractBaseUser, url: str) -> None:
     context = {
         "user": user,
         "reset_url": url,
-        "expires_in_minutes": int(conf.token_ttl(TokenType.PASSWORD_RESET).total_seconds() // 60),
+        "expires_in_minutes": int(reset_link_lifetime().total_seconds() // 60),
     }
     subject = "".join(render_to_string(_SUBJECT_TEMPLATE, context).splitlines()).strip()
     message = EmailMultiAlternatives(
@@ -479,3 +398,19 @@ def revoke_after_password_change(instance: Any) -> int:
             logger.info("email or active flag of user #%s changed: %s reset links revoked", instance.pk, revoked)
         return revoked
     return 0
+
+
+def __getattr__(name: str) -> Any:
+    """The names that left this module, for one more release (with a DeprecationWarning)."""
+    if name == "link_template":
+        # It reads the request: it moved to the web edge.
+        from ..views import passwords as web_passwords
+
+        warnings.warn(
+            "ephemeral_auth.services.passwords.link_template moved to "
+            "ephemeral_auth.views.passwords.link_template; the old name goes in 0.3",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return web_passwords.link_template
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

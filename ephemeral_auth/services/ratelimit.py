@@ -24,6 +24,9 @@ Security and concurrency reasoning:
 * Every query is a range scan of the ``(event_type, key, occurred_at)`` index
   bounded by ``limit`` rows, so it costs the same with 10^3 or 10^7 rows in
   the table.
+
+The statements themselves, per database engine, are written in
+``services/engine/ratelimit_sql.py``; this module decides what they mean.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connections, router
+from django.db import router
 from django.db.models import Case, Count, F, IntegerField, Q, Value, When, Window
 from django.db.models.functions import RowNumber
 
@@ -44,7 +47,7 @@ from .. import clock, conf
 from ..exceptions import InvalidInput, RateLimited
 from ..models import EventType, RateLimitEvent
 from ..signals import rate_limited
-from . import engine
+from .engine import ratelimit_sql
 from .inputs import clean_text
 
 __all__ = [
@@ -217,72 +220,6 @@ def _bucket(event_type: Any, key: Any, limit: int | None = None, window: timedel
     return Bucket(event_type=event_type, key=key, limit=limit, window=window)
 
 
-class _Table:
-    """The quoted names of ``auth_rate_limit_events`` on one connection, for hand-written SQL."""
-
-    def __init__(self, connection: Any) -> None:
-        qn = connection.ops.quote_name
-        meta = RateLimitEvent._meta
-        self.connection = connection
-        self.name = qn(meta.db_table)
-        self.pk = qn(str(meta.pk.column))  # type: ignore[union-attr]
-        self.at_field: Any = meta.get_field("occurred_at")
-        self.key, self.type, self.at = (
-            qn(str(meta.get_field(name).column))  # type: ignore[union-attr]
-            for name in ("key", "event_type", "occurred_at")
-        )
-
-    def value(self, moment: datetime) -> Any:
-        return self.at_field.get_db_prep_value(moment, self.connection)
-
-    def moment(self, value: Any) -> datetime | None:
-        """Return a raw cursor's ``occurred_at`` as an aware datetime (SQLite answers text, MySQL naive)."""
-        convert = getattr(self.connection.ops, "convert_datetimefield_value", None)
-        if value is None or convert is None:
-            return value  # type: ignore[no-any-return]
-        return convert(value, None, self.connection)  # type: ignore[no-any-return]
-
-    def conditional_insert(self, bucket: Bucket, now: datetime, n: int) -> tuple[str, list[Any]]:
-        """Return ``SELECT key, type, now ... WHERE <bucket has room>``: the row to insert, if any."""
-        # The inner LIMIT bounds the scan to `limit` index entries. MySQL refuses
-        # LIMIT inside an IN/ALL subquery but accepts it in a derived table, and
-        # the derived table also lets MariaDB read the table it inserts into.
-        sql = (
-            f"SELECT %s, %s, %s FROM (SELECT 1 AS one) AS ea_seed{n} WHERE "  # noqa: S608 - identifiers quoted, values bound
-            f"(SELECT COUNT(*) FROM (SELECT 1 AS hit FROM {self.name} "
-            f"WHERE {self.type} = %s AND {self.key} = %s AND {self.at} > %s LIMIT %s) AS ea_recent{n}) < %s"
-        )
-        since = self.value(now - bucket.window)
-        params = [bucket.key, bucket.event_type, self.value(now), bucket.event_type, bucket.key, since]
-        return sql, [*params, bucket.limit, bucket.limit]
-
-    def confirmation(self, bucket: Bucket, now: datetime, n: int) -> tuple[list[str], list[Any]]:
-        """Return three scalar subqueries: the count (at most limit + 1), the limit-th and the (limit+1)-th newest.
-
-        The two times give the Retry-After with or without the caller's own
-        row (see :meth:`Provisional.settle`). The statement text holds no id
-        of ours, so it is the same for every caller (known or unknown subject).
-        """
-        since = self.value(now - bucket.window)
-        count = (
-            f"(SELECT COUNT(*) FROM (SELECT 1 AS hit FROM {self.name} "  # noqa: S608 - identifiers quoted, values bound
-            f"WHERE {self.type} = %s AND {self.key} = %s AND {self.at} > %s LIMIT %s) AS ea_count{n})"
-        )
-        nth_newest = (
-            f"(SELECT {self.at} FROM {self.name} "  # noqa: S608 - identifiers quoted, values bound
-            f"WHERE {self.type} = %s AND {self.key} = %s AND {self.at} > %s "
-            f"ORDER BY {self.at} DESC LIMIT 1 OFFSET %s)"
-        )
-        bucket_params = [bucket.event_type, bucket.key, since]
-        offset = max(bucket.limit, 1) - 1
-        params = [
-            *bucket_params, max(bucket.limit, 0) + 1,
-            *bucket_params, offset,
-            *bucket_params, offset + 1,
-        ]
-        return [count, nth_newest, nth_newest], params
-
-
 @dataclass
 class Provisional:
     """Events recorded *before* the work they pay for (see :func:`record_first`).
@@ -310,16 +247,9 @@ class Provisional:
         For a caller that folds the confirmation into a SELECT it makes anyway
         (the login step reads the account in the same statement). The SELECT
         must run on ``alias``, in autocommit, *after* :func:`record_first`, and
-        on a Galera cluster be causal (wrap it in :func:`engine.causal`).
+        on a Galera cluster be causal (wrap it in :func:`ephemeral_auth.services.engine.causal`).
         """
-        table = _Table(connections[self.alias])
-        columns: list[str] = []
-        params: list[Any] = []
-        for n, bucket in enumerate(self.buckets):
-            more_columns, more_params = table.confirmation(bucket, self.now, n)
-            columns += more_columns
-            params += more_params
-        return columns, params
+        return ratelimit_sql.confirmation_sql(self.alias, self.buckets, self.now)
 
     def settle(self, values: Sequence[Any]) -> None:
         """Judge the confirmation values; withdraw every row and raise RateLimited if any bucket is over.
@@ -329,12 +259,12 @@ class Provisional:
         before it) exceeds the limit. The exception carries the longest
         Retry-After of the refusing buckets; ``rate_limited`` is sent for each.
         """
-        table = _Table(connections[self.alias])
         counts: list[int] = []
         refusing: list[tuple[Bucket, datetime | None]] = []
         for n, (bucket, pk) in enumerate(zip(self.buckets, self.pks, strict=True)):
             seen = int(values[3 * n] or 0)
-            limit_th, next_one = table.moment(values[3 * n + 1]), table.moment(values[3 * n + 2])
+            limit_th = ratelimit_sql.moment(self.alias, values[3 * n + 1])
+            next_one = ratelimit_sql.moment(self.alias, values[3 * n + 2])
             counts.append(seen)
             if pk is None or seen > bucket.limit:
                 # The key is free again when the limit-th newest event *other
@@ -364,12 +294,7 @@ class Provisional:
             self.counts = ()
             return
         columns, params = self.confirm_sql()
-        connection = connections[self.alias]
-        with connection.cursor() as cursor:
-            # Causal on a Galera cluster: the recount must see every racer's committed row.
-            cursor.execute(engine.causal(connection, "SELECT " + ", ".join(columns)), params)
-            row = cursor.fetchone()
-        self.settle(row)
+        self.settle(ratelimit_sql.recount(self.alias, columns, params))
 
     def withdraw(self) -> int:
         """Delete exactly the rows this attempt recorded (one DELETE); return how many. Idempotent."""
@@ -386,39 +311,7 @@ def _record(buckets: Sequence[Bucket], now: datetime) -> Provisional:
     if len(set(names)) != len(names):
         raise InvalidInput("the same bucket twice", field="buckets")
     open_buckets = [bucket for bucket in buckets if bucket.limit > 0]
-    connection = connections[alias]
-    table = _Table(connection)
-    recorded: dict[tuple[str, str], int] = {}
-    # Galera sends RETURNING rows before it certifies the insert; the id in the
-    # OK packet of a single-row insert comes after (services/engine.py).
-    returning = connection.features.can_return_columns_from_insert and not engine.is_galera(connection)
-    if open_buckets and returning:
-        # One multi-row INSERT ... SELECT ... UNION ALL ... RETURNING: every
-        # bucket is recorded in the same statement, hence the same commit.
-        arms: list[str] = []
-        params: list[Any] = []
-        for n, bucket in enumerate(open_buckets):
-            arm, arm_params = table.conditional_insert(bucket, now, n)
-            arms.append(arm)
-            params += arm_params
-        sql = (
-            f"INSERT INTO {table.name} ({table.key}, {table.type}, {table.at}) "
-            + " UNION ALL ".join(arms)
-            + f" RETURNING {table.pk}, {table.type}, {table.key}"
-        )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            for pk, event_type, key in cursor.fetchall():
-                recorded[(str(event_type), str(key))] = int(pk)
-    elif open_buckets:
-        # Without RETURNING only a single-row insert reports its own id
-        # (lastrowid); a multi-row one need not allocate consecutive ids.
-        with connection.cursor() as cursor:
-            for n, bucket in enumerate(open_buckets):
-                arm, params = table.conditional_insert(bucket, now, n)
-                cursor.execute(f"INSERT INTO {table.name} ({table.key}, {table.type}, {table.at}) {arm}", params)
-                if cursor.rowcount == 1:
-                    recorded[(bucket.event_type, bucket.key)] = int(cursor.lastrowid)
+    recorded = ratelimit_sql.insert(alias, open_buckets, now)
     pks = tuple(recorded.get(name) for name in names)
     return Provisional(buckets=tuple(buckets), pks=pks, now=now, alias=alias)
 

@@ -13,6 +13,9 @@ Security reasoning:
   the browser check of a ``pre_auth`` token by forgetting to pass the cookie.
 * Every failure is the same :class:`InvalidToken`; the precise reason is only
   logged at DEBUG (without the token).
+
+The consuming statement itself, per database engine, is written in
+``services/engine/tokens_sql.py``; this module decides what it must match.
 """
 
 from __future__ import annotations
@@ -23,33 +26,24 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from django.db import connections, router
+from django.db import router
 
 from .. import clock, conf, crypto
 from ..exceptions import InvalidInput, InvalidToken
 from ..models import EphemeralToken, TokenType
 from ..signals import token_consumed, token_issued
 from . import engine
+from .engine import tokens_sql
+from .engine.tokens_sql import matches_exactly
 from .inputs import clean_text, is_plain_text
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
-    from django.db.backends.base.base import BaseDatabaseWrapper
 
 __all__ = [
-    "IssuedToken",
-    "consume_token",
-    "issue_download",
-    "issue_email_otp_setup",
-    "issue_oidc_exchange",
-    "issue_oidc_state",
-    "issue_password_reset",
-    "issue_pre_auth",
-    "issue_token",
-    "peek_token",
-    "register_wrong_code",
-    "revoke_tokens",
-    "set_code",
+    "IssuedToken", "consume_token", "issue_download", "issue_email_otp_setup", "issue_oidc_exchange",
+    "issue_oidc_state", "issue_password_reset", "issue_pre_auth", "issue_token", "limit_expiry",
+    "peek_token", "register_wrong_code", "revoke_by_pk", "revoke_tokens", "set_code",
 ]
 
 logger = logging.getLogger("ephemeral_auth.tokens")
@@ -292,19 +286,6 @@ def _conditions(
     return lookups
 
 
-# Text bindings are compared byte for byte. MariaDB/MySQL compare with the
-# column's collation, by default case-, accent- and trailing-space-insensitive
-# (utf8mb4_unicode_ci): a link issued for "file:1" would open for "FILE:1 ".
-# The token digest is not in this set: it is always our own lowercase hex, and
-# its lookup must keep using the unique index.
-_EXACT_TEXT = ("challenge_id", "resource", "code_hash")
-
-
-def _matches_exactly(token: EphemeralToken, lookups: dict[str, Any]) -> bool:
-    """Return whether the row's text bindings equal the presented ones exactly."""
-    return all(getattr(token, name) == lookups[name] for name in _EXACT_TEXT if name in lookups)
-
-
 def peek_token(
     raw: Any,
     token_type: str,
@@ -331,44 +312,11 @@ def peek_token(
         # (none here) and is deprecated since Django 6.1.
         queryset = queryset.select_related(*related)
     rows = list(queryset.filter(**lookups)[:1])
-    return rows[0] if rows and _matches_exactly(rows[0], lookups) else None
+    return rows[0] if rows and matches_exactly(rows[0], lookups) else None
 
 
-def _supports_delete_returning(connection: BaseDatabaseWrapper) -> bool:
-    vendor = connection.vendor
-    if vendor == "postgresql":
-        return True
-    if vendor == "sqlite":
-        return connection.Database.sqlite_version_info >= (3, 35, 0)  # type: ignore[attr-defined, no-any-return]
-    if vendor == "mysql":
-        connection.ensure_connection()
-        if engine.is_galera(connection):
-            # Galera sends RETURNING rows before it certifies the write: not a decision (services/engine.py).
-            return False
-        return bool(connection.mysql_is_mariadb) and connection.mysql_version >= (10, 5)  # type: ignore[attr-defined]
-    return False
-
-
-def _where_sql(
-    connection: BaseDatabaseWrapper, lookups: dict[str, Any]
-) -> tuple[str, list[Any]]:
-    """Translate the lookups of :func:`_conditions` into a WHERE clause."""
-    meta = EphemeralToken._meta
-    qn = connection.ops.quote_name
-    clauses: list[str] = []
-    params: list[Any] = []
-    for lookup, value in lookups.items():
-        name, _, op = lookup.partition("__")
-        model_field = meta.get_field(name.removesuffix("_id") if name == "user_id" else name)
-        column = qn(str(model_field.column))  # type: ignore[union-attr]
-        if op == "gt":
-            clauses.append(f"{column} > %s")
-        elif connection.vendor == "mysql" and name in _EXACT_TEXT:
-            clauses.append(f"CAST({column} AS BINARY) = CAST(%s AS BINARY)")
-        else:
-            clauses.append(f"{column} = %s")
-        params.append(model_field.get_db_prep_value(value, connection))  # type: ignore[union-attr]
-    return " AND ".join(clauses), params
+# Looked up here at call time: a test forces the SELECT-then-DELETE path by replacing it.
+_supports_delete_returning = tokens_sql.supports_delete_returning
 
 
 def consume_token(
@@ -385,7 +333,7 @@ def consume_token(
 
     One ``DELETE ... RETURNING`` where the backend has it (PostgreSQL, SQLite
     >= 3.35, MariaDB >= 10.5); elsewhere, and on a Galera cluster, a SELECT
-    followed by a DELETE whose row count decides (services/engine.py). A
+    followed by a DELETE whose row count decides (services/engine/). A
     certification conflict is a lost race: InvalidToken. Raises InvalidToken if nothing matched (unknown,
     expired, already used, or presented with the wrong binding), and
     InvalidInput for an unknown token type.
@@ -402,40 +350,13 @@ def consume_token(
     if lookups is None:
         raise InvalidToken()
     alias = _alias()
-    connection = connections[alias]
-    table = connection.ops.quote_name(EphemeralToken._meta.db_table)
     with engine.conflict_as(InvalidToken, using=alias):
-        token = _delete_matching(connection, alias, table, lookups)
+        token = tokens_sql.delete_matching(alias, lookups, returning=_supports_delete_returning)
     if token is None:
         logger.debug("refused a %s token: no live match", lookups["token_type"])
         raise InvalidToken()
     logger.debug("consumed %s token #%s", token.token_type, token.pk)
     token_consumed.send(sender=EphemeralToken, token=token)
-    return token
-
-
-def _delete_matching(
-    connection: BaseDatabaseWrapper, alias: str, table: str, lookups: dict[str, Any]
-) -> EphemeralToken | None:
-    """Delete the live token matching ``lookups``; return its row, or None if none was deleted by us."""
-    where, params = _where_sql(connection, lookups)
-    token: EphemeralToken | None
-    if _supports_delete_returning(connection):
-        columns = ", ".join(
-            connection.ops.quote_name(str(f.column)) for f in EphemeralToken._meta.concrete_fields
-        )
-        sql = f"DELETE FROM {table} WHERE {where} RETURNING {columns}"  # noqa: S608 - identifiers quoted, values bound
-        rows = list(EphemeralToken.objects.raw(sql, params).using(alias))
-        token = rows[0] if rows else None
-    else:
-        # Read, then let the DELETE's row count decide who won the race.
-        token = EphemeralToken.objects.using(alias).filter(**lookups).first()
-        if token is not None and not _matches_exactly(token, lookups):
-            token = None
-        if token is not None:
-            deleted = EphemeralToken.objects.using(alias).filter(pk=token.pk, **lookups)._raw_delete(alias)
-            if deleted != 1:
-                token = None
     return token
 
 
@@ -497,6 +418,20 @@ def revoke_tokens(
     return int(count)
 
 
+def revoke_by_pk(pks: Iterable[Any], *, using: str | None = None) -> int:
+    """Delete the tokens with these primary keys (the admin's "revoke"); return how many were deleted.
+
+    A token consumed meanwhile is simply not counted. One DELETE (through
+    Django's collector, which sends the delete signals if a site connected
+    any). ``using``: the database the caller read the tokens from (default:
+    the tokens' database for writes).
+    """
+    deleted, _by_model = (
+        EphemeralToken._default_manager.using(using or _alias()).filter(pk__in=list(pks)).delete()
+    )
+    return int(deleted)
+
+
 # Added for the two-factor login (docs/two-factor.md): cap a token's lifetime.
 
 
@@ -511,6 +446,3 @@ def limit_expiry(token: EphemeralToken, *, expires_at: datetime) -> bool:
         token.expires_at = expires_at
         return True
     return EphemeralToken.objects.using(_alias()).filter(pk=token.pk).exists()
-
-
-__all__ += ["limit_expiry"]

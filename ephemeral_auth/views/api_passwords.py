@@ -16,6 +16,7 @@ from ..exceptions import InvalidPassword
 from ..http import error
 from ..services import passwords
 from .json import api_view, parse_json, required_text
+from .passwords import link_template
 
 __all__ = ["password_reset", "password_reset_confirm", "urlpatterns"]
 
@@ -33,7 +34,7 @@ def password_reset(request: HttpRequest) -> HttpResponse:
     """Send a reset link if the email has an account; answer the same either way."""
     data = parse_json(request)
     email = required_text(data, "email", max_length=passwords.MAX_EMAIL_LENGTH)
-    passwords.request_reset(email, ip=client_ip(request), link=passwords.link_template(request))
+    passwords.request_reset(email, ip=client_ip(request), link=link_template(request))
     return _no_referrer(JsonResponse({"status": "sent"}))
 
 

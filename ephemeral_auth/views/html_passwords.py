@@ -30,14 +30,13 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
-from .. import conf
 from ..backends import REMEMBER_DEVICE_ATTRIBUTE
 from ..client_ip import client_ip
 from ..exceptions import InvalidInput, InvalidPassword, InvalidToken, RateLimited, ServiceUnavailable
 from ..http import fail_closed, password_reset_cookie_name, wait_message
-from ..models import TokenType
 from ..services import passwords
 from .api_passwords import MAX_TOKEN_LENGTH
+from .passwords import link_template
 
 __all__ = [
     "PasswordResetRequestForm",
@@ -127,7 +126,7 @@ def password_reset(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             passwords.request_reset(
-                form.cleaned_data["email"], ip=client_ip(request), link=passwords.link_template(request)
+                form.cleaned_data["email"], ip=client_ip(request), link=link_template(request)
             )
         except RateLimited as exc:
             message = f"{gettext('Too many requests.')} {wait_message(exc.retry_after)}"
@@ -146,7 +145,7 @@ def password_reset(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "HEAD"])
 def password_reset_sent(request: HttpRequest) -> HttpResponse:
     """Say a link is on its way if the address has an account."""
-    minutes = int(conf.token_ttl(TokenType.PASSWORD_RESET).total_seconds() // 60)
+    minutes = int(passwords.reset_link_lifetime().total_seconds() // 60)
     return render(request, f"{TEMPLATE_DIR}/sent.html", {"expires_in_minutes": minutes, "login_url": _login_url()})
 
 
@@ -171,7 +170,7 @@ def password_reset_confirm(request: HttpRequest) -> HttpResponse:
             response.set_cookie(
                 cookie_name,
                 raw,
-                max_age=int(conf.token_ttl(TokenType.PASSWORD_RESET).total_seconds()),
+                max_age=int(passwords.reset_link_lifetime().total_seconds()),
                 path=confirm_path,
                 secure=request.is_secure(),
                 httponly=True,

@@ -1,5 +1,12 @@
 """What the database engine guarantees, and the few places where that changes the SQL.
 
+This package is the one place of ephemeral_auth with database-specific SQL:
+here the engine detection, lost races and row locks; in ``tokens_sql`` a
+token's single use, in ``ratelimit_sql`` the conditional insert and the
+recount, in ``purge_sql`` the purge's batched deletes. The services above
+hold the policy and call these functions; the statements are the ones the
+tests pin (statement counts, concurrency under races).
+
 Every single-use and rate-limit decision of this app is one statement that the
 database decides (docs/data-model.md). On one server that holds as written. A
 MariaDB **Galera** cluster decides a write only at commit, when it certifies the
@@ -35,7 +42,7 @@ from typing import Any
 
 from django.db import DatabaseError, connections, transaction
 
-__all__ = ["causal", "conflict_as", "is_conflict", "is_galera", "note_connection"]
+__all__ = ["causal", "conflict_as", "is_conflict", "is_galera", "lock_rows", "note_connection"]
 
 _GALERA = "_ephemeral_auth_galera"
 
@@ -113,3 +120,13 @@ def conflict_as(refusal: Callable[[], BaseException], *, using: str | None = Non
         if using is not None and connections[using].in_atomic_block:
             transaction.set_rollback(True, using=using)
         raise refusal() from None
+
+
+def lock_rows(queryset: Any) -> None:
+    """Lock the rows of ``queryset`` until its transaction ends (one SELECT ... FOR UPDATE of their keys).
+
+    Nothing where the database has no row locks (SQLite, which serialises
+    writers anyway).
+    """
+    if connections[queryset.db].features.has_select_for_update:
+        list(queryset.select_for_update().values("pk"))

@@ -48,6 +48,7 @@ e2e: setup services
 lint: setup
 	$(VENV_PYTHON) -m ruff check .
 	$(VENV_PYTHON) -m mypy ephemeral_auth
+	.venv/bin/lint-imports
 
 bench: setup
 	$(VENV_PYTHON) bench/run.py $(ARGS)

@@ -18,7 +18,7 @@ On the way out it sets the device cookie of a browser that just completed a
 login (``services.lockout``: the owner's way in while the account's failure
 ceiling holds).
 
-Cost: the 2FA state is cached in the session (``services.factors``
+Cost: the 2FA state is cached in the session (``auth.session``
 ``SESSION_KEY``) and re-read at most every ``TWO_FACTOR_STATE_MAX_AGE``
 seconds (default 60), so an authenticated request costs no extra query most
 of the time. The trade-off: a 2FA change made in another session (enabling

@@ -1,4 +1,4 @@
-"""services/engine.py: what counts as a lost race, and what changes only on a Galera node.
+"""services/engine/: what counts as a lost race, and what changes only on a Galera node.
 
 The behaviour on a real Galera cluster is proved in tests/cluster/test_galera.py;
 here, the classification of errors and that one server keeps its single statements.

@@ -18,7 +18,7 @@ docs/clusters.md recommends, and with the autocommit retry switched off (every
 certification conflict then reaches the application).
 
 Before the fix, the first trial set had 185 of 200 trials with several winners:
-``DELETE ... RETURNING`` answers before Galera certifies (services/engine.py).
+``DELETE ... RETURNING`` answers before Galera certifies (services/engine/).
 """
 
 from __future__ import annotations

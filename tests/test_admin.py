@@ -555,6 +555,17 @@ def test_oidc_identities_list_and_search(admin_client, user, other_user):
     assert "gitlab" in response.content.decode()
 
 
+def test_deleting_an_oidc_identity_unlinks_it_through_the_service(admin_client, user, caplog):
+    identity = OIDCIdentity.objects.create(user=user, provider="google", subject="sub-123")
+    url = reverse("admin:ephemeral_auth_oidcidentity_delete", args=[identity.pk])
+    with caplog.at_level("INFO", logger="ephemeral_auth.oidc"):
+        response = admin_client.post(url, {"post": "yes"})
+    assert response.status_code == 302
+    assert not OIDCIdentity.objects.exists()
+    assert "unlinked 1 OIDC identities" in caplog.text  # oidc_accounts.unlink_identities did it
+    user.refresh_from_db()  # the account stays
+
+
 def test_locked_out_page_escapes_bidi_and_invisible_characters(admin_client, frozen):
     key = ratelimit.subject_key("n:admin\u202egnp.exe\u200b")
     fill(EventType.LOGIN_USER_IP, key, 10, frozen)

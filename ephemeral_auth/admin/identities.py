@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from ..models import OIDCIdentity
+from ..services import oidc_accounts
 from .base import ReadOnlyAdmin
 
 __all__ = ["OIDCIdentityAdmin"]
@@ -22,3 +27,10 @@ class OIDCIdentityAdmin(ReadOnlyAdmin):
     fields = list_display
     readonly_fields = fields
     actions = ()
+
+    def delete_model(self, request: HttpRequest, obj: OIDCIdentity) -> None:
+        """The delete page unlinks through the service (one DELETE)."""
+        oidc_accounts.unlink_identities([obj.pk], using=obj._state.db)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        oidc_accounts.unlink_identities(queryset.values_list("pk", flat=True), using=queryset.db)

@@ -59,6 +59,7 @@ from .oidc_accounts import (
     link_identity,
     normalise_issuer,
     sync_user,
+    unlink_identities,
     users_to_link,
     verified_email,
 )
@@ -92,6 +93,7 @@ __all__ = [
     "redeem_exchange",
     "store_flow",
     "sync_user",
+    "unlink_identities",
     "users_to_link",
     "verified_email",
 ]

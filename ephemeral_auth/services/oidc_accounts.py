@@ -44,6 +44,7 @@ __all__ = [
     "link_identity",
     "normalise_issuer",
     "sync_user",
+    "unlink_identities",
     "users_to_link",
     "verified_email",
 ]
@@ -296,3 +297,16 @@ def sync_user(user: AbstractBaseUser, provider: Provider, claims: Mapping[str, A
             changed.append(name)
     if changed:
         user.save(update_fields=changed)
+
+
+def unlink_identities(pks: Iterable[Any], *, using: str | None = None) -> int:
+    """Delete these identity links (the admin's delete page); return how many were deleted.
+
+    The user keeps their account and its password; the provider's subject
+    no longer signs in as them, and its next sign-in is matched again as a
+    first one (by a verified email, when linking by email is on). One DELETE.
+    """
+    deleted, _by_model = OIDCIdentity._default_manager.using(using).filter(pk__in=list(pks)).delete()
+    if deleted:
+        logger.info("unlinked %s OIDC identities", deleted)
+    return int(deleted)

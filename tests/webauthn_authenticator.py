@@ -172,7 +172,7 @@ class SoftAuthenticator:
         user_verified: bool | None = None,
         counter: int | None = None,
         flags: int | None = None,
-        user_handle: bytes | None | bool = True,
+        user_handle: bytes | bool | None = True,
         sign_with: ec.EllipticCurvePrivateKey | None = None,
         client_extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:

@@ -46,7 +46,9 @@ def _configure() -> None:
         setattr(settings, name, value)
 
 
-def authenticate_trials(sync: Any, answers: list[dict[str, Any]], browsers: list[str], user_pk: int | None) -> list[str]:
+def authenticate_trials(
+    sync: Any, answers: list[dict[str, Any]], browsers: list[str], user_pk: int | None
+) -> list[str]:
     """Child: complete one authentication per trial, all racers at once; return each outcome."""
     from django.contrib.auth import get_user_model
 

@@ -543,3 +543,15 @@ def test_deleting_a_user_deletes_their_credentials_and_challenges(user):
 def test_the_admin_string_shows_no_key_material(user):
     _, credential = register(user)
     assert str(credential) == f"WebAuthn credential #{credential.pk} of user #{user.pk}"
+
+
+def test_statement_counts_of_managing_credentials(user):
+    _, credential = register(user)
+    for call, expected in [
+        (lambda: webauthn.list_credentials(user), ["SELECT"]),
+        (lambda: webauthn.has_credentials(user), ["SELECT"]),
+        (lambda: webauthn.rename_credential(user, credential.pk, name="New"), ["UPDATE"]),
+        (lambda: webauthn.remove_credential(user, credential.pk), ["DELETE"]),
+    ]:
+        _, sql = count(call)
+        assert [s.split()[0] for s in sql] == expected, sql

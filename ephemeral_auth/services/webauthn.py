@@ -249,7 +249,7 @@ def complete_registration(
         user=user,  # type: ignore[misc]
         credential_id=bytes(credential.credential_id),
         credential_key=credential_key(credential.credential_id),
-        public_key=cbor.encode(dict(public_key)),
+        public_key=parsed.public_key,
         user_handle=user_handle(user),
         sign_count=auth_data.counter,
         aaguid=str(credential.aaguid) if credential.aaguid else "",

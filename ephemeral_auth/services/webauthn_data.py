@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.utils.translation import gettext
+from fido2 import cbor
 from fido2.webauthn import (
     AttestationObject,
     AuthenticationResponse,
@@ -160,6 +161,7 @@ class ParsedRegistration:
     fido2: RegistrationResponse
     client: ClientData
     credential_id: bytes
+    public_key: bytes
     transports: tuple[str, ...]
     # clientExtensionResults.credProps.rk: True/False when the client said, else None.
     resident_key: bool | None
@@ -176,6 +178,8 @@ def parse_registration(response: Any) -> ParsedRegistration:
         attestation = AttestationObject(blob)
         credential = attestation.auth_data.credential_data
         public_key_alg = credential.public_key.get(3) if credential is not None else None
+        # The COSE key as it will be stored: fido2 must be able to write back what it read.
+        public_key = cbor.encode(dict(credential.public_key)) if credential is not None else b""
     except Exception:  # CBOR of any shape: malformed input, not a 500
         raise _malformed("attestationObject") from None
     if credential is None or credential.credential_id != raw_id or not isinstance(public_key_alg, int):
@@ -201,7 +205,12 @@ def parse_registration(response: Any) -> ParsedRegistration:
     except Exception:  # fido2 parsing: any failure is malformed input
         raise _malformed("credential") from None
     return ParsedRegistration(
-        fido2=fido2, client=client, credential_id=raw_id, transports=transports, resident_key=resident_key
+        fido2=fido2,
+        client=client,
+        credential_id=raw_id,
+        public_key=public_key,
+        transports=transports,
+        resident_key=resident_key,
     )
 
 

@@ -33,6 +33,10 @@ DEFAULT_TOKEN_TTLS: dict[str, int] = {
     "password_reset": 60 * 60,
     "email_otp_setup": 10 * 60,
     "slicer_download": 5 * 60,
+    # WebAuthn challenges (services/webauthn.py): a ceremony's options and its answer.
+    "webauthn_register": 5 * 60,
+    "webauthn_login": 5 * 60,
+    "passkey_login": 5 * 60,
 }
 
 # (events allowed, window in seconds) per event type (docs/settings.md).
@@ -155,6 +159,15 @@ DEFAULTS: dict[str, Any] = {
     "PASSWORD_RESET_RUNNER": None,
     # HttpOnly cookie holding a reset token moved out of a ?token= URL.
     "PASSWORD_RESET_COOKIE_NAME": "ephemeral_auth_reset",
+    # WebAuthn (services/webauthn.py). The relying party id: the site's registrable domain
+    # or a parent of it, e.g. "example.com" (required to use WebAuthn); the name shown by
+    # the authenticator ("" = the id); the origins clientDataJSON may name, exactly, e.g.
+    # ["https://example.com"] ([] = any https origin on the id or a subdomain).
+    "WEBAUTHN_RP_ID": "",
+    "WEBAUTHN_RP_NAME": "",
+    "WEBAUTHN_ORIGINS": [],
+    # Passwordless sign-in with a passkey (a discoverable credential, user verification required).
+    "PASSKEY_LOGIN": False,
 }
 
 

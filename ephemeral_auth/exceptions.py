@@ -163,3 +163,20 @@ class TwoFactorUnavailable(EphemeralAuthError, PermissionDenied):
 
 
 __all__ += ["ReauthenticationRequired", "TwoFactorUnavailable"]
+
+
+class CredentialCloned(InvalidCode):
+    """A WebAuthn assertion's signature counter did not increase: the authenticator may have been cloned.
+
+    The assertion is refused (WebAuthn, "signature counter"); the credential
+    stays registered, and a warning is logged for the operators.
+    """
+
+    code = "credential_cloned"
+    default_message = _(
+        "This security key reported an unexpected signature counter and was refused. "
+        "It may have been copied: use another sign-in method and remove the key from your account."
+    )
+
+
+__all__ += ["CredentialCloned"]

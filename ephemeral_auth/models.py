@@ -29,6 +29,7 @@ __all__ = [
     "RecoveryCode",
     "TokenType",
     "UserTwoFactor",
+    "WebAuthnCredential",
 ]
 
 
@@ -42,6 +43,10 @@ class TokenType(models.TextChoices):
     EMAIL_OTP_SETUP = "email_otp_setup", _("Email code enrolment")
     # The one-time download link; the original application's value is kept for row compatibility.
     SLICER_DOWNLOAD = "slicer_download", _("One-time download link")
+    # WebAuthn ceremonies (services/webauthn.py): the raw token is the challenge the authenticator signs.
+    WEBAUTHN_REGISTER = "webauthn_register", _("Security key registration")
+    WEBAUTHN_LOGIN = "webauthn_login", _("Security key sign-in step")
+    PASSKEY_LOGIN = "passkey_login", _("Passkey sign-in")
 
 
 class EventType(models.TextChoices):
@@ -307,3 +312,52 @@ class OIDCIdentity(models.Model):
     def legacy_key_for(provider: str, subject: str) -> str:
         """The key of a link whose issuer is not known yet (made before migration 0005): (provider slug, ``sub``)."""
         return hashlib.sha256(f"provider:{provider}\x00{subject}".encode()).hexdigest()
+
+
+class WebAuthnCredential(models.Model):
+    """A registered WebAuthn credential (security key or passkey) of a user.
+
+    Nothing here is secret (a public key and its metadata), but the admin
+    shows no key material. ``credential_key`` (hex SHA-256 of the credential
+    id) is the unique lookup column: a unique index on a binary column is not
+    portable (MySQL/MariaDB cannot index a BLOB without a prefix), and a
+    digest is compared byte for byte whatever the collation.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="webauthn_credentials"
+    )
+    credential_id = models.BinaryField(_("credential id"), max_length=1023)
+    credential_key = models.CharField(_("credential id digest"), max_length=64)
+    # The COSE_Key of the credential, as the authenticator sent it.
+    public_key = models.BinaryField(_("public key (COSE)"), max_length=16384)
+    # The user.id the authenticator stored with a discoverable credential (the userHandle).
+    user_handle = models.BinaryField(_("user handle"), max_length=64)
+    sign_count = models.BigIntegerField(_("signature counter"), default=0)
+    aaguid = models.CharField(_("AAGUID"), max_length=36, blank=True, default="")
+    # Comma-separated AuthenticatorTransport values reported at registration (usb,nfc,ble,hybrid,internal).
+    transports = models.CharField(_("transports"), max_length=128, blank=True, default="")
+    backup_eligible = models.BooleanField(_("backup eligible"), default=False)
+    backup_state = models.BooleanField(_("backed up"), default=False)
+    # True: a discoverable credential (resident key, a passkey); None: the client did not say.
+    discoverable = models.BooleanField(_("discoverable (passkey)"), null=True, blank=True)
+    user_verified_at_registration = models.BooleanField(_("user verified at registration"), default=False)
+    name = models.CharField(_("name"), max_length=64)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True)
+
+    class Meta:
+        db_table = "auth_webauthn_credentials"
+        verbose_name = _("WebAuthn credential")
+        verbose_name_plural = _("WebAuthn credentials")
+        constraints = [
+            models.UniqueConstraint(fields=["credential_key"], name="ea_webauthn_credential_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"WebAuthn credential #{self.pk} of user #{self.user_id}"
+
+    @property
+    def transport_list(self) -> list[str]:
+        return [t for t in self.transports.split(",") if t]

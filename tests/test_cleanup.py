@@ -33,6 +33,9 @@ REQUIRED_FIELDS: dict[str, dict[str, Any]] = {
     TokenType.PASSWORD_RESET: {},
     TokenType.EMAIL_OTP_SETUP: {"code_hash": "0" * 64},
     TokenType.SLICER_DOWNLOAD: {"resource": "file:1"},
+    TokenType.WEBAUTHN_REGISTER: {"challenge_id": "cookie", "mode": "passkey"},
+    TokenType.WEBAUTHN_LOGIN: {"challenge_id": "cookie"},
+    TokenType.PASSKEY_LOGIN: {"challenge_id": "cookie"},
 }
 NEEDS_NO_USER = {TokenType.OIDC_STATE}
 

@@ -72,6 +72,10 @@ _REQUIRED: dict[str, frozenset[str]] = {
     TokenType.PASSWORD_RESET: frozenset({"user"}),
     TokenType.EMAIL_OTP_SETUP: frozenset({"user", "code_hash"}),
     TokenType.SLICER_DOWNLOAD: frozenset({"user", "resource"}),
+    # WebAuthn challenges (services/webauthn.py); mode: "passkey" or "second_factor".
+    TokenType.WEBAUTHN_REGISTER: frozenset({"user", "challenge_id", "mode"}),
+    TokenType.WEBAUTHN_LOGIN: frozenset({"user", "challenge_id"}),
+    TokenType.PASSKEY_LOGIN: frozenset({"challenge_id"}),
 }
 _OPTIONAL: dict[str, frozenset[str]] = {
     TokenType.PRE_AUTH: frozenset({"code_hash"}),
@@ -81,6 +85,9 @@ _OPTIONAL: dict[str, frozenset[str]] = {
     TokenType.PASSWORD_RESET: frozenset(),
     TokenType.EMAIL_OTP_SETUP: frozenset(),
     TokenType.SLICER_DOWNLOAD: frozenset(),
+    TokenType.WEBAUTHN_REGISTER: frozenset(),
+    TokenType.WEBAUTHN_LOGIN: frozenset(),
+    TokenType.PASSKEY_LOGIN: frozenset({"user"}),
 }
 # Bindings that must be presented again to peek at or consume a token.
 _BINDINGS: dict[str, frozenset[str]] = {
@@ -90,6 +97,9 @@ _BINDINGS: dict[str, frozenset[str]] = {
     # cookie must come along, so a leaked fragment cannot log in anyone else.
     TokenType.OIDC_EXCHANGE: frozenset({"challenge_id"}),
     TokenType.SLICER_DOWNLOAD: frozenset({"resource"}),
+    TokenType.WEBAUTHN_REGISTER: frozenset({"challenge_id"}),
+    TokenType.WEBAUTHN_LOGIN: frozenset({"challenge_id"}),
+    TokenType.PASSKEY_LOGIN: frozenset({"challenge_id"}),
 }
 
 

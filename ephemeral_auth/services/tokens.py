@@ -36,6 +36,7 @@ from . import engine
 from .engine import tokens_sql
 from .engine.tokens_sql import matches_exactly
 from .inputs import clean_text, is_plain_text
+from .token_types import BINDINGS, OPTIONAL, REQUIRED, TEXT_FIELDS
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -51,57 +52,7 @@ logger = logging.getLogger("ephemeral_auth.tokens")
 # A raw token is 43 characters; anything far longer is not ours.
 MAX_RAW_TOKEN_LENGTH = 512
 
-# Columns a caller may set, with their maximum length.
-_TEXT_FIELDS: dict[str, int] = {
-    "provider": 64,
-    "nonce": 128,
-    "code_verifier": 128,
-    "challenge_id": 1024,  # raw cookie value; the digest is stored
-    "code_hash": 64,
-    "resource": 255,
-    "methods": 64,
-    "next_url": 2048,
-    "mode": 16,
-}
-
-# What each type must carry. ``user`` is a foreign key, the rest text.
-_REQUIRED: dict[str, frozenset[str]] = {
-    TokenType.PRE_AUTH: frozenset({"user", "challenge_id", "methods"}),
-    TokenType.OIDC_STATE: frozenset({"provider", "nonce", "code_verifier", "challenge_id", "mode"}),
-    TokenType.OIDC_EXCHANGE: frozenset({"user", "challenge_id"}),
-    TokenType.PASSWORD_RESET: frozenset({"user"}),
-    TokenType.EMAIL_OTP_SETUP: frozenset({"user", "code_hash"}),
-    TokenType.SLICER_DOWNLOAD: frozenset({"user", "resource"}),
-    # WebAuthn challenges (services/webauthn.py); mode: "passkey" or "second_factor".
-    TokenType.WEBAUTHN_REGISTER: frozenset({"user", "challenge_id", "mode"}),
-    TokenType.WEBAUTHN_LOGIN: frozenset({"user", "challenge_id"}),
-    TokenType.PASSKEY_LOGIN: frozenset({"challenge_id"}),
-}
-_OPTIONAL: dict[str, frozenset[str]] = {
-    TokenType.PRE_AUTH: frozenset({"code_hash"}),
-    TokenType.OIDC_STATE: frozenset({"next_url"}),
-    # methods: "mfa" when the provider asserted multi-factor authentication.
-    TokenType.OIDC_EXCHANGE: frozenset({"provider", "methods"}),
-    TokenType.PASSWORD_RESET: frozenset(),
-    TokenType.EMAIL_OTP_SETUP: frozenset(),
-    TokenType.SLICER_DOWNLOAD: frozenset(),
-    TokenType.WEBAUTHN_REGISTER: frozenset(),
-    TokenType.WEBAUTHN_LOGIN: frozenset(),
-    TokenType.PASSKEY_LOGIN: frozenset({"user"}),
-}
-# Bindings that must be presented again to peek at or consume a token.
-_BINDINGS: dict[str, frozenset[str]] = {
-    TokenType.PRE_AUTH: frozenset({"challenge_id"}),
-    TokenType.OIDC_STATE: frozenset({"challenge_id"}),
-    # The SPA redeems the exchange in the browser that ran the flow: its binding
-    # cookie must come along, so a leaked fragment cannot log in anyone else.
-    TokenType.OIDC_EXCHANGE: frozenset({"challenge_id"}),
-    TokenType.SLICER_DOWNLOAD: frozenset({"resource"}),
-    TokenType.WEBAUTHN_REGISTER: frozenset({"challenge_id"}),
-    TokenType.WEBAUTHN_LOGIN: frozenset({"challenge_id"}),
-    TokenType.PASSKEY_LOGIN: frozenset({"challenge_id"}),
-}
-
+# What each type must and may carry, and must be presented with: services/token_types.py.
 
 @dataclass(frozen=True)
 class IssuedToken:
@@ -140,12 +91,12 @@ def issue_token(
     the type does not carry, or a value of the wrong type or size. One INSERT.
     """
     token_type = _token_type(token_type)
-    allowed = _REQUIRED[token_type] | _OPTIONAL[token_type]
+    allowed = REQUIRED[token_type] | OPTIONAL[token_type]
     unknown = set(fields) - allowed - {"user"}
     if unknown:
         raise InvalidInput(f"{token_type} tokens do not carry {sorted(unknown)}")
     given = {name for name, value in fields.items() if value} | ({"user"} if user else set())
-    missing = _REQUIRED[token_type] - given
+    missing = REQUIRED[token_type] - given
     if missing:
         raise InvalidInput(f"{token_type} tokens need {sorted(missing)}")
     if user is not None and getattr(user, "pk", None) is None:
@@ -153,7 +104,7 @@ def issue_token(
 
     values: dict[str, Any] = {}
     for name, value in fields.items():
-        values[name] = clean_text(value, field=name, max_length=_TEXT_FIELDS[name], allow_empty=True)
+        values[name] = clean_text(value, field=name, max_length=TEXT_FIELDS[name], allow_empty=True)
     if values.get("challenge_id"):
         values["challenge_id"] = crypto.digest_token(values["challenge_id"])
 
@@ -275,16 +226,16 @@ def _conditions(
         "expires_at__gt": now,
     }
     presented = {"challenge_id": challenge_id, "resource": resource}
-    for name in _BINDINGS.get(token_type, frozenset()):
+    for name in BINDINGS.get(token_type, frozenset()):
         if not presented[name]:
             logger.debug("refused a %s token: %s missing", token_type, name)
             return None
     if challenge_id is not None:
-        if not is_plain_text(challenge_id, max_length=_TEXT_FIELDS["challenge_id"]) or not challenge_id:
+        if not is_plain_text(challenge_id, max_length=TEXT_FIELDS["challenge_id"]) or not challenge_id:
             return None
         lookups["challenge_id"] = crypto.digest_token(challenge_id)
     if resource is not None:
-        if not is_plain_text(resource, max_length=_TEXT_FIELDS["resource"]) or not resource:
+        if not is_plain_text(resource, max_length=TEXT_FIELDS["resource"]) or not resource:
             return None
         lookups["resource"] = resource
     if user is not None:

@@ -155,6 +155,11 @@ DEFAULTS: dict[str, Any] = {
     "PASSWORD_RESET_RUNNER": None,
     # HttpOnly cookie holding a reset token moved out of a ?token= URL.
     "PASSWORD_RESET_COOKIE_NAME": "ephemeral_auth_reset",
+    # "Trust this browser" (docs/two-factor.md, "Trusted browsers"): days a browser may skip the
+    # second factor after one completed with trust_browser; 0 or None: off (nothing issued or honoured).
+    "TRUSTED_BROWSER_DAYS": 0,
+    # The HttpOnly cookie holding a trusted browser's token (__Host- prepended on HTTPS).
+    "TRUSTED_BROWSER_COOKIE_NAME": "ephemeral_auth_trusted",
 }
 
 

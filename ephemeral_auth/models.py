@@ -42,6 +42,8 @@ class TokenType(models.TextChoices):
     EMAIL_OTP_SETUP = "email_otp_setup", _("Email code enrolment")
     # The one-time download link; the original application's value is kept for row compatibility.
     SLICER_DOWNLOAD = "slicer_download", _("One-time download link")
+    # "Trust this browser": reusable (peeked, never consumed) until it expires or is revoked.
+    TRUSTED_BROWSER = "trusted_browser", _("Trusted browser")
 
 
 class EventType(models.TextChoices):
@@ -109,7 +111,8 @@ class EphemeralToken(models.Model):
     challenge_id = models.CharField(
         _("challenge digest"), max_length=64, blank=True, default=""
     )
-    # pre_auth (emailed login code), email_otp_setup: keyed digest of the code.
+    # pre_auth (emailed login code), email_otp_setup: keyed digest of the code;
+    # trusted_browser: the 2FA fingerprint (services.factors.fingerprint) it was issued under.
     code_hash = models.CharField(_("code digest"), max_length=64, blank=True, default="")
     # slicer_download: the one resource this link opens.
     resource = models.CharField(_("resource"), max_length=255, blank=True, default="")

@@ -33,6 +33,7 @@ REQUIRED_FIELDS: dict[str, dict[str, Any]] = {
     TokenType.PASSWORD_RESET: {},
     TokenType.EMAIL_OTP_SETUP: {"code_hash": "0" * 64},
     TokenType.SLICER_DOWNLOAD: {"resource": "file:1"},
+    TokenType.TRUSTED_BROWSER: {"code_hash": "f" * 20},
 }
 NEEDS_NO_USER = {TokenType.OIDC_STATE}
 

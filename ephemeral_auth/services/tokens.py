@@ -72,6 +72,7 @@ _REQUIRED: dict[str, frozenset[str]] = {
     TokenType.PASSWORD_RESET: frozenset({"user"}),
     TokenType.EMAIL_OTP_SETUP: frozenset({"user", "code_hash"}),
     TokenType.SLICER_DOWNLOAD: frozenset({"user", "resource"}),
+    TokenType.TRUSTED_BROWSER: frozenset({"user", "code_hash"}),  # code_hash: the 2FA fingerprint
 }
 _OPTIONAL: dict[str, frozenset[str]] = {
     TokenType.PRE_AUTH: frozenset({"code_hash"}),
@@ -81,6 +82,7 @@ _OPTIONAL: dict[str, frozenset[str]] = {
     TokenType.PASSWORD_RESET: frozenset(),
     TokenType.EMAIL_OTP_SETUP: frozenset(),
     TokenType.SLICER_DOWNLOAD: frozenset(),
+    TokenType.TRUSTED_BROWSER: frozenset(),
 }
 # Bindings that must be presented again to peek at or consume a token.
 _BINDINGS: dict[str, frozenset[str]] = {

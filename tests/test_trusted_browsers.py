@@ -495,3 +495,23 @@ def test_overview_has_no_section_when_off(totp_user):
     client = Client()
     login_verified(client, user)
     assert "Trusted browsers" not in client.get("/accounts/2fa/").content.decode()
+
+
+# The setting.
+
+
+@pytest.mark.parametrize("days", ["30", -1, True, float("nan"), float("inf"), 10**6, [30]])
+def test_a_wrong_setting_is_a_system_check_error_and_leaves_the_feature_off(settings, days):
+    from ephemeral_auth.checks import check_settings
+
+    settings.EPHEMERAL_AUTH_TRUSTED_BROWSER_DAYS = days
+    assert "ephemeral_auth.E025" in [error.id for error in check_settings()]
+    assert trusted_browsers.lifetime() is None
+
+
+@pytest.mark.parametrize("days", [None, 0, 1, 30, 0.5])
+def test_right_settings_pass_the_check(settings, days):
+    from ephemeral_auth.checks import check_settings
+
+    settings.EPHEMERAL_AUTH_TRUSTED_BROWSER_DAYS = days
+    assert "ephemeral_auth.E025" not in [error.id for error in check_settings()]

@@ -57,9 +57,10 @@ _MAX_ID = 2**63 - 1
 def lifetime() -> timedelta | None:
     """Return how long a browser stays trusted, or None when the feature is off."""
     days = conf.get("TRUSTED_BROWSER_DAYS")
-    if not days or isinstance(days, bool):
+    # Anything but a positive number of days (system check E025) leaves the feature off: fail closed.
+    if isinstance(days, bool) or not isinstance(days, (int, float)) or not 0 < days < 3650:
         return None
-    return timedelta(days=float(days))
+    return timedelta(days=days)
 
 
 def enabled() -> bool:

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from django.utils.translation import gettext
+
 from .. import clock, conf, crypto
 from ..exceptions import InvalidInput
 from ..models import EphemeralToken, TokenType
@@ -137,11 +139,11 @@ def list_for(user: AbstractBaseUser, *, current: Any = "", now: datetime | None 
 
 def _clean_id(value: Any) -> int:
     if isinstance(value, bool):
-        raise InvalidInput("id must be an integer", field="id")
+        raise InvalidInput(gettext("id must be an integer."), field="id")
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
         value = int(value)
     if not isinstance(value, int) or not 0 < value <= _MAX_ID:
-        raise InvalidInput("id must be an integer", field="id")
+        raise InvalidInput(gettext("id must be an integer."), field="id")
     return value
 
 

@@ -94,6 +94,12 @@ def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
                 hint="0 turns the device cookie off (DEVICE_COOKIE_AGE), or asks for the password for "
                      "every 2FA change while 2FA is off (REAUTHENTICATION_WINDOW).",
                 id="ephemeral_auth.E021"))
+    days = conf.get("TRUSTED_BROWSER_DAYS")
+    if days is not None and not (isinstance(days, (int, float)) and not isinstance(days, bool) and 0 <= days < 3650):
+        errors.append(Error(
+            "EPHEMERAL_AUTH_TRUSTED_BROWSER_DAYS must be a number of days, 0 or more (or None).",
+            hint="0 or None turns \"trust this browser\" off (the default); 30 is common. Until fixed it stays off.",
+            id="ephemeral_auth.E025"))
     timeout = conf.get("OIDC_DISCOVERY_TIMEOUT")
     if not (isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and 0 < timeout < math.inf):
         errors.append(Error(

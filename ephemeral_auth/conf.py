@@ -168,6 +168,11 @@ DEFAULTS: dict[str, Any] = {
     "WEBAUTHN_ORIGINS": [],
     # Passwordless sign-in with a passkey (a discoverable credential, user verification required).
     "PASSKEY_LOGIN": False,
+    # "Trust this browser" (docs/two-factor.md, "Trusted browsers"): days a browser may skip the
+    # second factor after one completed with trust_browser; 0 or None: off (nothing issued or honoured).
+    "TRUSTED_BROWSER_DAYS": 0,
+    # The HttpOnly cookie holding a trusted browser's token (__Host- prepended on HTTPS).
+    "TRUSTED_BROWSER_COOKIE_NAME": "ephemeral_auth_trusted",
 }
 
 

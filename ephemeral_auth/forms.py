@@ -11,7 +11,9 @@ from typing import Any
 
 from django import forms
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
+from .services import trusted_browsers
 from .services.factors import MAX_CODE_LENGTH
 from .services.inputs import is_plain_text
 from .services.pending import MAX_IDENTIFIER_LENGTH, MAX_PASSWORD_LENGTH, MAX_TOKEN_LENGTH
@@ -82,6 +84,17 @@ class VerifyForm(_PlainTextMixin, forms.Form):
         self.fields["method"].choices = [(m, METHOD_LABELS[m]) for m in methods]  # type: ignore[attr-defined]
         if methods:
             self.fields["method"].initial = methods[0]
+        ttl = trusted_browsers.lifetime()
+        if ttl is not None:
+            # "Trust this browser" (docs/two-factor.md): only offered while the setting is on.
+            days = max(1, round(ttl.total_seconds() / 86400))
+            self.fields["trust_browser"] = forms.BooleanField(
+                required=False,
+                label=ngettext(
+                    "Trust this browser for %(days)d day", "Trust this browser for %(days)d days", days
+                ) % {"days": days},
+                help_text=_("You will not be asked for a code on this browser until then. Not on a shared computer."),
+            )
 
 
 class CodeForm(_PlainTextMixin, forms.Form):

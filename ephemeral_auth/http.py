@@ -55,6 +55,7 @@ __all__ = [
     "pending_cookie_name",
     "service_unavailable",
     "submitted_form",
+    "trusted_browser_cookie_name",
     "wait_message",
     "wants_json",
 ]
@@ -293,6 +294,11 @@ def challenge_cookie_name(request: HttpRequest) -> str:
 def pending_cookie_name(request: HttpRequest) -> str:
     """Return the HTML flow's pending-token cookie name for this request."""
     return host_cookie_name(request, str(conf.get("PENDING_LOGIN_COOKIE_NAME")))
+
+
+def trusted_browser_cookie_name(request: HttpRequest) -> str:
+    """Return the name of the "trust this browser" cookie for this request (``__Host-`` on HTTPS)."""
+    return host_cookie_name(request, str(conf.get("TRUSTED_BROWSER_COOKIE_NAME")))
 
 
 def _oidc_cookie_name(request: HttpRequest, suffix: str) -> str:

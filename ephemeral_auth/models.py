@@ -47,6 +47,8 @@ class TokenType(models.TextChoices):
     WEBAUTHN_REGISTER = "webauthn_register", _("Security key registration")
     WEBAUTHN_LOGIN = "webauthn_login", _("Security key sign-in step")
     PASSKEY_LOGIN = "passkey_login", _("Passkey sign-in")
+    # "Trust this browser": reusable (peeked, never consumed) until it expires or is revoked.
+    TRUSTED_BROWSER = "trusted_browser", _("Trusted browser")
 
 
 class EventType(models.TextChoices):
@@ -114,7 +116,8 @@ class EphemeralToken(models.Model):
     challenge_id = models.CharField(
         _("challenge digest"), max_length=64, blank=True, default=""
     )
-    # pre_auth (emailed login code), email_otp_setup: keyed digest of the code.
+    # pre_auth (emailed login code), email_otp_setup: keyed digest of the code;
+    # trusted_browser: the 2FA fingerprint (services.factors.fingerprint) it was issued under.
     code_hash = models.CharField(_("code digest"), max_length=64, blank=True, default="")
     # slicer_download: the one resource this link opens.
     resource = models.CharField(_("resource"), max_length=255, blank=True, default="")

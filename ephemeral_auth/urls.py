@@ -1,12 +1,13 @@
 """The HTML pages. Mount them with ``path("accounts/", include(...))``."""
 
-from .views import downloads, html_account, html_passwords, html_two_factor
+from .views import downloads, html_account, html_passwords, html_two_factor, trusted_browsers
 
 app_name = "ephemeral_auth"
 
 urlpatterns = [
     *html_account.urlpatterns,
     *html_two_factor.urlpatterns,
+    *trusted_browsers.urlpatterns,
     *html_passwords.urlpatterns,
     *downloads.urlpatterns,
 ]

@@ -60,6 +60,9 @@ def secret_tokens(user, frozen):
         tokens.issue_password_reset(user),
         tokens.issue_email_otp_setup(user, code_hash=crypto.code_digest("654321", scope="setup")),
         tokens.issue_download(user, resource="report:42"),
+        tokens.issue_token(
+            TokenType.TRUSTED_BROWSER, user=user, code_hash="trusted-fingerprint-0", ttl=timedelta(days=30)
+        ),
     ]
     secrets = {
         "raw-challenge-cookie-value",
@@ -70,6 +73,7 @@ def secret_tokens(user, frozen):
         "the-pkce-code-verifier-value-0123456789abcdefghij",
         code_hash,
         crypto.code_digest("654321", scope="setup"),
+        "trusted-fingerprint-0",
     }
     for item in issued:
         secrets |= {item.raw, item.token.token}

@@ -36,6 +36,7 @@ REQUIRED_FIELDS: dict[str, dict[str, Any]] = {
     TokenType.WEBAUTHN_REGISTER: {"challenge_id": "cookie", "mode": "passkey"},
     TokenType.WEBAUTHN_LOGIN: {"challenge_id": "cookie"},
     TokenType.PASSKEY_LOGIN: {"challenge_id": "cookie"},
+    TokenType.TRUSTED_BROWSER: {"code_hash": "f" * 20},
 }
 NEEDS_NO_USER = {TokenType.OIDC_STATE}
 

@@ -79,7 +79,7 @@ from ..exceptions import (
     TwoFactorUnavailable,
 )
 from ..models import EphemeralToken, RateLimitEvent, RecoveryCode, TokenType, UserTwoFactor
-from ..services import email_otp, engine, factors, lockout, tokens
+from ..services import email_otp, engine, factors, lockout, tokens, trusted_browsers
 from ..services.budget import count_attempt, note_failure
 from ..services.factors import TwoFactorState, load_state
 from ..services.inputs import clean_text
@@ -95,6 +95,7 @@ from ..services.pending import (
     writes_together,
 )
 from ..signals import two_factor_failed, two_factor_verified
+from . import trusted
 from .session import mark_session
 
 if TYPE_CHECKING:
@@ -136,7 +137,10 @@ def begin_login(
 
     ``user`` was authenticated by ``backend`` already. With
     ``skip_two_factor=True`` (an identity provider asserted multi-factor
-    authentication) the session is logged in and marked as 2FA-verified.
+    authentication) the session is logged in and marked as 2FA-verified, as
+    it is when the browser presents a live trust of this user under their
+    current 2FA configuration (docs/two-factor.md, "Trusted browsers": one
+    SELECT, only when the cookie is there).
     ``state`` may pass the user's 2FA state when the caller read it already
     (``methods`` is the older form of the same, kept for callers of 0.1).
     Raises InvalidCredentials for an inactive user, TwoFactorUnavailable when
@@ -159,6 +163,11 @@ def begin_login(
             raise TwoFactorUnavailable()
         django_login(request, user, backend=backend)  # type: ignore[arg-type]
         mark_session(request, user, state, verified=False, now=now)
+        return LoginStep(status="authenticated", user=user)
+    if trusted.is_trusted(request, user, state, now=now):
+        django_login(request, user, backend=backend)  # type: ignore[arg-type]
+        mark_session(request, user, state, verified=True, now=now)
+        logger.info("second factor skipped for user #%s: trusted browser", user.pk)
         return LoginStep(status="authenticated", user=user)
     challenge = crypto.new_token()
     issued = tokens.issue_pre_auth(user, challenge=challenge, methods=methods, now=now)
@@ -312,9 +321,14 @@ def verify_login(
     challenge: Any,
     method: Any,
     code: Any,
+    trust_browser: bool = False,
     now: datetime | None = None,
 ) -> AbstractBaseUser:
     """Check a second factor for a pending login and log the user in.
+
+    With ``trust_browser`` (and ``TRUSTED_BROWSER_DAYS`` on) the same
+    transaction issues a ``trusted_browser`` token, left on the request for
+    ``auth.trusted.set_trust_cookie``.
 
     Raises InvalidInput (a non-text code, an unknown method: nothing is
     recorded), InvalidToken (unknown, expired or other-browser token),
@@ -335,6 +349,7 @@ def verify_login(
             raise InvalidCode()
         count_attempt(user, pending.state, now=now)  # committed on its own, before the code is checked
         wrong: InvalidCode | None = None
+        issued: tokens.IssuedToken | None = None
         # One transaction: using up the code (the TOTP step, the recovery
         # code), consuming the pre_auth token and creating the session. A
         # lost race for the token (InvalidToken) or a database error undoes
@@ -357,6 +372,8 @@ def verify_login(
                 django_login(request, user, backend=_backend_for(user))  # type: ignore[arg-type]
                 binding = factor.login_binding(pending, cleaned)
                 tokens.consume_token(pre_auth_token, TokenType.PRE_AUTH, challenge_id=challenge, now=now, **binding)
+                if trust_browser is True:
+                    issued = trusted_browsers.issue(user, fingerprint=pending.state.fingerprint, now=now)
         if wrong is not None:
             note_failure(user, pending.state, now=now, request=request)
             raise wrong
@@ -364,6 +381,8 @@ def verify_login(
         two_factor_failed.send(sender=UserTwoFactor, user=user, method=method, request=request)
         raise
     mark_session(request, user, pending.state, verified=True, now=now)
+    if trust_browser is True:
+        trusted.remember(request, issued)
     two_factor_verified.send(sender=UserTwoFactor, user=user, method=method, request=request)
     logger.info("second factor verified for user #%s (%s)", user.pk, method)
     return user

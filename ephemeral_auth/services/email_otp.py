@@ -267,7 +267,7 @@ def confirm(
         authenticator_added, sender=UserTwoFactor, using=router.db_for_write(UserTwoFactor),
         user=user, method="email", replaced=bool(state.email), request=request,
     )
-    tokens.revoke_tokens(user=user, token_type=TokenType.PRE_AUTH)
+    tokens.revoke_tokens(user=user, token_types=[TokenType.PRE_AUTH, TokenType.TRUSTED_BROWSER])
     logger.info("email codes enabled for user #%s", user.pk)
     if recovery.remaining(user):
         return []
@@ -309,5 +309,7 @@ def disable(
     )
     if not state.totp:
         recovery.delete_all(user)
-    tokens.revoke_tokens(user=user, token_types=[TokenType.PRE_AUTH, TokenType.EMAIL_OTP_SETUP])
+    tokens.revoke_tokens(
+        user=user, token_types=[TokenType.PRE_AUTH, TokenType.EMAIL_OTP_SETUP, TokenType.TRUSTED_BROWSER]
+    )
     logger.info("email codes disabled for user #%s", user.pk)

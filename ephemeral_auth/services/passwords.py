@@ -256,7 +256,9 @@ def confirm_reset(raw: Any, new_password: Any, *, now: datetime | None = None) -
         user.save(update_fields=["password"])
         # The link did its job; no other reset link nor a pending 2FA login
         # started with the old password may outlive it.
-        tokens.revoke_tokens(user=user, token_types=[TokenType.PASSWORD_RESET, TokenType.PRE_AUTH])
+        tokens.revoke_tokens(
+            user=user, token_types=[TokenType.PASSWORD_RESET, TokenType.PRE_AUTH, TokenType.TRUSTED_BROWSER]
+        )
     if conf.get("PASSWORD_RESET_ENDS_SESSIONS"):
         _end_other_sessions(user, old_session_hash, now=now)
     logger.info("password reset completed for user #%s", user.pk)
@@ -378,9 +380,9 @@ def note_password_change(instance: Any, *, using: str, update_fields: Any = None
 def revoke_after_password_change(instance: Any) -> int:
     """Revoke what the save just written made stale (post_save); return how many tokens.
 
-    A new password: the user's reset links and pending 2FA logins (a pending
+    A new password: the user's reset links, pending 2FA logins (a pending
     login (pre_auth) proved the *old* password: once it changed, that proof is
-    void, a weakness of the original application). A new email address or a changed ``is_active``:
+    void, a weakness of the original application) and trusted browsers. A new email address or a changed ``is_active``:
     the user's reset links.
     """
     password_changed = getattr(instance, _CHANGED_FLAG, False)
@@ -388,7 +390,9 @@ def revoke_after_password_change(instance: Any) -> int:
     setattr(instance, _CHANGED_FLAG, False)
     setattr(instance, _ACCOUNT_CHANGED_FLAG, False)
     if password_changed:
-        revoked = tokens.revoke_tokens(user=instance, token_types=[TokenType.PASSWORD_RESET, TokenType.PRE_AUTH])
+        revoked = tokens.revoke_tokens(
+            user=instance, token_types=[TokenType.PASSWORD_RESET, TokenType.PRE_AUTH, TokenType.TRUSTED_BROWSER]
+        )
         if revoked:
             logger.info("password of user #%s changed: %s reset links / pending logins revoked", instance.pk, revoked)
         return revoked

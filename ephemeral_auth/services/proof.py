@@ -29,7 +29,7 @@ from django.utils.translation import gettext
 from .. import clock, conf
 from ..exceptions import InvalidCode, InvalidCredentials, InvalidInput, ReauthenticationRequired
 from ..models import UserTwoFactor
-from . import factors
+from . import factors, trusted_browsers
 from .budget import count_attempt, note_failure
 from .factors import TwoFactorState, load_state
 from .inputs import is_plain_text
@@ -117,6 +117,7 @@ def note_change(user: AbstractBaseUser, *, now: datetime) -> None:
     updated = UserTwoFactor.objects.filter(pk=user.pk).update(changed_at=now, updated_at=now)
     if not updated:
         UserTwoFactor.objects.get_or_create(user_id=user.pk, defaults={"changed_at": now})
+    trusted_browsers.revoke_all(user)  # voided by the new fingerprint already; one DELETE while the feature is on
 
 
 def check_user_code(

@@ -36,6 +36,7 @@ REQUIRED: dict[str, frozenset[str]] = {
     TokenType.WEBAUTHN_REGISTER: frozenset({"user", "challenge_id", "mode"}),
     TokenType.WEBAUTHN_LOGIN: frozenset({"user", "challenge_id"}),
     TokenType.PASSKEY_LOGIN: frozenset({"challenge_id"}),
+    TokenType.TRUSTED_BROWSER: frozenset({"user", "code_hash"}),  # code_hash: the 2FA fingerprint
 }
 OPTIONAL: dict[str, frozenset[str]] = {
     TokenType.PRE_AUTH: frozenset({"code_hash"}),
@@ -48,6 +49,7 @@ OPTIONAL: dict[str, frozenset[str]] = {
     TokenType.WEBAUTHN_REGISTER: frozenset(),
     TokenType.WEBAUTHN_LOGIN: frozenset(),
     TokenType.PASSKEY_LOGIN: frozenset({"user"}),
+    TokenType.TRUSTED_BROWSER: frozenset(),
 }
 # Bindings that must be presented again to peek at or consume a token.
 BINDINGS: dict[str, frozenset[str]] = {

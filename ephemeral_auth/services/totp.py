@@ -324,8 +324,8 @@ def confirm(
         authenticator_added, sender=UserTwoFactor, using=router.db_for_write(UserTwoFactor),
         user=user, method="totp", replaced=bool(state.totp), request=request,
     )
-    # Logins pending against the old configuration must start again.
-    tokens.revoke_tokens(user=user, token_type=TokenType.PRE_AUTH)
+    # Logins pending against the old configuration must start again; browsers trusted under it are not.
+    tokens.revoke_tokens(user=user, token_types=[TokenType.PRE_AUTH, TokenType.TRUSTED_BROWSER])
     logger.info("TOTP authenticator confirmed for user #%s", user.pk)
     return recovery.generate(user, request=request)
 
@@ -353,7 +353,7 @@ def disable(
     )
     if not state.email:
         recovery.delete_all(user)
-    tokens.revoke_tokens(user=user, token_type=TokenType.PRE_AUTH)
+    tokens.revoke_tokens(user=user, token_types=[TokenType.PRE_AUTH, TokenType.TRUSTED_BROWSER])
     logger.info("TOTP authenticator removed for user #%s", user.pk)
 
 

@@ -133,7 +133,9 @@ def reset_two_factor(user: AbstractBaseUser) -> None:
             user=user, method=method, request=None,
         )
     RecoveryCode.objects.filter(user_id=user.pk).delete()
-    tokens.revoke_tokens(user=user, token_types=[TokenType.PRE_AUTH, TokenType.EMAIL_OTP_SETUP])
+    tokens.revoke_tokens(
+        user=user, token_types=[TokenType.PRE_AUTH, TokenType.EMAIL_OTP_SETUP, TokenType.TRUSTED_BROWSER]
+    )
     logger.info("two-factor authentication reset for user #%s", user.pk)
 
 

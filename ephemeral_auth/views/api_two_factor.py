@@ -15,10 +15,11 @@ from django.utils.translation import gettext
 
 from .. import clock, conf
 from ..auth import login as login_service
+from ..auth.trusted import set_trust_cookie
 from ..backends import REFUSAL_ATTRIBUTE
 from ..exceptions import InvalidCredentials, InvalidInput, MethodNotEnabled, RateLimited
 from ..http import best_effort
-from ..services import email_otp, recovery, totp, two_factor
+from ..services import email_otp, recovery, totp, trusted_browsers, two_factor
 from .json import api_view, optional_text, parse_json, required_text
 from .responses import (
     clear_login_cookies,
@@ -61,8 +62,13 @@ def verify(request: HttpRequest) -> HttpResponse:
     raw = required_text(data, "pre_auth_token", max_length=TOKEN)
     method = required_text(data, "method", max_length=16)
     code = required_text(data, "code", max_length=CODE)
+    trust = False
+    if trusted_browsers.enabled():  # off: the field is ignored
+        trust = data.get("trust_browser", False)
+        if not isinstance(trust, bool):
+            raise InvalidInput(gettext("trust_browser must be true or false."), field="trust_browser")
     user = login_service.verify_login(
-        request, pre_auth_token=raw, challenge=read_challenge(request), method=method, code=code
+        request, pre_auth_token=raw, challenge=read_challenge(request), method=method, code=code, trust_browser=trust
     )
     answer: dict[str, Any] = {"status": "authenticated", "user": user_payload(user, request)}
     if method == "recovery":
@@ -72,6 +78,7 @@ def verify(request: HttpRequest) -> HttpResponse:
             answer["recovery_codes_remaining"] = recovery.remaining(user)
     response = JsonResponse(answer)
     clear_login_cookies(response, request)
+    set_trust_cookie(response, request)
     return response
 
 

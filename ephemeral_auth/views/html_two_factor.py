@@ -27,10 +27,11 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 
 from ..auth import login as login_service
+from ..auth.trusted import read_trust_cookie, set_trust_cookie
 from ..exceptions import EphemeralAuthError, InvalidToken, ServiceUnavailable
 from ..forms import CodeForm, EmailConfirmForm, PasswordForm, TotpStartForm, VerifyForm
 from ..http import best_effort, fail_closed, service_unavailable
-from ..services import email_otp, recovery, totp, two_factor
+from ..services import email_otp, recovery, totp, trusted_browsers, two_factor
 from .html_account import ServiceErrorMixin, safe_next_url
 from .responses import (
     clear_login_cookies,
@@ -162,6 +163,7 @@ class VerifyView(ServiceErrorMixin, View):
                 challenge=read_challenge(request),
                 method=method,
                 code=form.cleaned_data["code"],
+                trust_browser=form.cleaned_data.get("trust_browser") is True,
             )
         except InvalidToken:
             return self.expired(request)
@@ -173,6 +175,7 @@ class VerifyView(ServiceErrorMixin, View):
                 self.recovery_code_used(request, recovery.remaining(user))
         response = HttpResponseRedirect(self.get_next_url())
         clear_login_cookies(response, request)
+        set_trust_cookie(response, request)
         return response
 
 
@@ -185,7 +188,11 @@ class OverviewView(View):
     def get(self, request: HttpRequest) -> HttpResponse:
         status = two_factor.status(request.user)  # type: ignore[arg-type]
         has_email = bool(two_factor.user_email(request.user))  # type: ignore[arg-type]
-        return render(request, self.template_name, {"status": status, "has_email": has_email})
+        context: dict[str, Any] = {"status": status, "has_email": has_email}
+        if trusted_browsers.enabled():  # the section "Trusted browsers" (views.trusted_browsers revokes)
+            current = read_trust_cookie(request)
+            context["trusted_browsers"] = trusted_browsers.list_for(request.user, current=current)  # type: ignore[arg-type]
+        return render(request, self.template_name, context)
 
 
 @method_decorator(_account_view, name="dispatch")

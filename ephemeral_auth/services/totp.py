@@ -327,7 +327,7 @@ def confirm(
     # Logins pending against the old configuration must start again.
     tokens.revoke_tokens(user=user, token_type=TokenType.PRE_AUTH)
     logger.info("TOTP authenticator confirmed for user #%s", user.pk)
-    return recovery.generate(user, request=request)
+    return recovery.generate(user, request=request, method="totp")
 
 
 def disable(

@@ -155,7 +155,7 @@ DEFAULTS: dict[str, Any] = {
     "PASSWORD_RESET_RUNNER": None,
     # HttpOnly cookie holding a reset token moved out of a ?token= URL.
     "PASSWORD_RESET_COOKIE_NAME": "ephemeral_auth_reset",
-    # Security notices (docs/two-factor.md, "Signals and notices"): mail the user when a
+    # Security notices (docs/two-factor.md, "Security notices"): mail the user when a
     # second factor is added or removed, recovery codes are made, or the password was
     # reset. Off by default (as django-allauth's ACCOUNT_EMAIL_NOTIFICATIONS).
     "SECURITY_NOTIFICATIONS": False,

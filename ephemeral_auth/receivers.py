@@ -98,7 +98,7 @@ def keep_two_factor_address(
 connection_created.connect(engine.note_connection, dispatch_uid="ephemeral_auth.note_connection")
 
 
-# --- Security notices (docs/two-factor.md, "Signals and notices"): a mail to the user once a
+# --- Security notices (docs/two-factor.md, "Security notices"): a mail to the user once a
 # change of their second factors or a password reset is committed. Connected only while
 # EPHEMERAL_AUTH_SECURITY_NOTIFICATIONS is on: off, the signals have no receiver of ours and
 # the services skip what they do only for receivers (the admin reset's SELECT).

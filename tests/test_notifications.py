@@ -12,6 +12,7 @@ from django.db import transaction
 from django.test import Client, RequestFactory
 
 from ephemeral_auth import signals, tasks
+from ephemeral_auth.exceptions import InvalidPassword
 from ephemeral_auth.models import UserTwoFactor
 from ephemeral_auth.services import email_otp, notifications, passwords, recovery, tokens, totp, two_factor
 from ephemeral_auth.services.two_factor import Proof
@@ -22,6 +23,7 @@ pytestmark = pytest.mark.django_db
 IP = "203.0.113.7"
 NEW_PASSWORD = "a brand new passphrase 42"
 SUBJECT = "Security notice"
+AT = "2026-11-26T12:00:00+00:00"
 
 
 @pytest.fixture
@@ -210,7 +212,7 @@ def test_the_reset_endpoint_hands_its_request_on(user, notices_on, committed):
 
 def test_a_refused_reset_sends_nothing(user, notices_on, committed):
     raw = tokens.issue_password_reset(user).raw
-    with committed(), pytest.raises(Exception):  # noqa: B017 - InvalidPassword
+    with committed(), pytest.raises(InvalidPassword):
         passwords.confirm_reset(raw, "1", request=None)
     assert notices() == []
 
@@ -244,11 +246,11 @@ def test_a_user_without_an_address_gets_none(now, notices_on, committed, caplog)
 
 
 def test_the_job_reads_the_current_address(user, notices_on):
-    assert notifications.deliver_notice(user_id=str(user.pk), event="password_reset", at="2026-11-26T12:00:00+00:00") == 1
+    assert notifications.deliver_notice(user_id=str(user.pk), event="password_reset", at=AT) == 1
     assert the_notice().to == [user.email]
     type(user).objects.filter(pk=user.pk).update(email="")
-    assert notifications.deliver_notice(user_id=str(user.pk), event="password_reset", at="2026-11-26T12:00:00+00:00") == 0
-    assert notifications.deliver_notice(user_id="999999", event="password_reset", at="2026-11-26T12:00:00+00:00") == 0
+    assert notifications.deliver_notice(user_id=str(user.pk), event="password_reset", at=AT) == 0
+    assert notifications.deliver_notice(user_id="999999", event="password_reset", at=AT) == 0
     assert len(notices()) == 1
 
 
@@ -288,7 +290,7 @@ def test_a_broken_template_is_logged_not_raised(user, notices_on, caplog, settin
     (tmp_path / "ephemeral_auth" / "notifications" / "password_reset.txt").write_text("{% if %}")
     settings.TEMPLATES = [{**settings.TEMPLATES[0], "DIRS": [tmp_path]}]
     with caplog.at_level(logging.ERROR, logger="ephemeral_auth.notifications"):
-        sent = notifications.deliver_notice(user_id=str(user.pk), event="password_reset", at="2026-11-26T12:00:00+00:00")
+        sent = notifications.deliver_notice(user_id=str(user.pk), event="password_reset", at=AT)
     assert sent == 0 and notices() == []
     assert "could not be sent" in caplog.text
 
@@ -312,14 +314,35 @@ def test_the_runner_gets_plain_text_and_nothing_secret(settings, user, now, noti
 
 
 @pytest.mark.skipif(tasks.framework is None, reason="needs Django 6+ (django.tasks) or the django-tasks backport")
-def test_the_notice_has_a_task():
+def test_with_a_queued_task_backend_the_notice_is_a_task(settings, user, notices_on, committed, request_):
+    import importlib
+    import json
+
+    from tests.test_mail_tasks import backend_path
+
+    if tasks.framework.__name__ == "django_tasks":
+        importlib.import_module("django_tasks.signals")  # resets the backends on a change of TASKS
+    settings.TASKS = {"default": {"BACKEND": backend_path("dummy")}}
+    del settings.EPHEMERAL_AUTH_NOTIFICATION_RUNNER  # the default: a task when the backend queues
+    backend = tasks.framework.task_backends["default"]
+    backend.clear()
     assert tasks.task_for(notifications.deliver_notice) is tasks.send_security_notice
+    raw = tokens.issue_password_reset(user).raw
+    with committed():
+        passwords.confirm_reset(raw, NEW_PASSWORD, request=request_)
+    (result,) = [r for r in backend.results if r.task is tasks.send_security_notice]
+    stored = json.dumps([result.args, result.kwargs])  # what a database queue keeps
+    assert raw not in stored and NEW_PASSWORD not in stored and IP in stored
+    assert mail.outbox == []
+    result.task.call(*result.args, **result.kwargs)  # what a worker does
+    assert the_notice().subject == "Security notice: your password was reset"
+    backend.clear()
 
 
 def test_the_language_noted_at_the_change_is_the_mails(user, notices_on, settings):
     settings.EPHEMERAL_AUTH_NOTIFICATION_RUNNER = "ephemeral_auth.services.passwords.run_inline"
     notifications.deliver_notice(
-        user_id=str(user.pk), event="password_reset", at="2026-11-26T12:00:00+00:00", language="de"
+        user_id=str(user.pk), event="password_reset", at=AT, language="de"
     )
     # The date is written the German way (the catalogs gain the notice's own strings when merged).
     assert "26. November 2026" in the_notice().body
@@ -328,3 +351,42 @@ def test_the_language_noted_at_the_change_is_the_mails(user, notices_on, setting
 def test_an_event_name_is_checked(user, notices_on):
     with pytest.raises(ValueError):
         notifications.notify(user, "../password_reset")
+
+
+# The one mail module (services/mail.py): what the code and reset mails relied on before it.
+
+
+def test_mail_renders_in_the_active_language_unless_told(settings):
+    from django.utils import translation
+
+    from ephemeral_auth.services import mail as mail_module
+
+    code_mail = mail_module.MailTemplates(
+        subject="ephemeral_auth/emails/two_factor_code_subject.txt", text="ephemeral_auth/emails/two_factor_code.txt"
+    )
+    context = {"code": "123456", "purpose": "login", "minutes": 10}
+    with translation.override("en"):
+        english = mail_module.render(code_mail, context, to=["a@example.com"]).subject
+    with translation.override("de"):
+        german = mail_module.render(code_mail, context, to=["a@example.com"]).subject
+    assert english == "Your sign-in code" and german != english
+    with translation.override("en"):
+        assert mail_module.render(code_mail, context, to=["a@example.com"], language="de").subject == german
+        assert translation.get_language() == "en"  # the override ends with the rendering
+
+
+def test_mail_html_is_optional_unless_required():
+    from django.template import TemplateDoesNotExist
+
+    from ephemeral_auth.services import mail as mail_module
+
+    templates = mail_module.MailTemplates(
+        subject="ephemeral_auth/emails/two_factor_code_subject.txt",
+        text="ephemeral_auth/emails/two_factor_code.txt",
+        html="ephemeral_auth/emails/no_such_template.html",
+    )
+    context = {"code": "123456", "purpose": "login", "minutes": 10}
+    message = mail_module.render(templates, context, to=["a@example.com"])
+    assert message.alternatives == [] and "123456" in message.body and "\n" not in message.subject
+    with pytest.raises(TemplateDoesNotExist):
+        mail_module.render(templates, context, to=["a@example.com"], html_required=True)

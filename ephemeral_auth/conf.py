@@ -173,6 +173,13 @@ DEFAULTS: dict[str, Any] = {
     "TRUSTED_BROWSER_DAYS": 0,
     # The HttpOnly cookie holding a trusted browser's token (__Host- prepended on HTTPS).
     "TRUSTED_BROWSER_COOKIE_NAME": "ephemeral_auth_trusted",
+    # Security notices (docs/two-factor.md, "Security notices"): mail the user when a
+    # second factor is added or removed, recovery codes are made, or the password was
+    # reset. Off by default (as django-allauth's ACCOUNT_EMAIL_NOTIFICATIONS).
+    "SECURITY_NOTIFICATIONS": False,
+    # The runner of the notice job (services/jobs.py): as PASSWORD_RESET_RUNNER, None picks
+    # run_as_task when a task backend queues, else run_in_thread.
+    "NOTIFICATION_RUNNER": None,
 }
 
 

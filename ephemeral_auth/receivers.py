@@ -9,14 +9,17 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY
 from django.contrib.auth.signals import user_logged_in
+from django.core.signals import setting_changed
 from django.db.backends.signals import connection_created
 from django.db.models.signals import post_save, pre_delete, pre_save
-from django.dispatch import receiver
+from django.dispatch import Signal, receiver
+from django.utils import translation
 
-from . import clock
+from . import clock, signals
 from .auth.session import AUTHENTICATED_AT_KEY
 from .backends import GUARD_BACKEND, INNER_BACKEND_ATTRIBUTE, REMEMBER_DEVICE_ATTRIBUTE
-from .services import engine
+from .client_ip import client_ip
+from .services import engine, notifications
 from .services.two_factor import check_email_change
 
 
@@ -93,3 +96,63 @@ def keep_two_factor_address(
 
 # --- Clusters (docs/clusters.md): recognise a Galera node when a connection is made.
 connection_created.connect(engine.note_connection, dispatch_uid="ephemeral_auth.note_connection")
+
+
+# --- Security notices (docs/two-factor.md, "Security notices"): a mail to the user once a
+# change of their second factors or a password reset is committed. Connected only while
+# EPHEMERAL_AUTH_SECURITY_NOTIFICATIONS is on: off, the signals have no receiver of ours and
+# the services skip what they do only for receivers (the admin reset's SELECT).
+def _origin(request: Any) -> dict[str, Any]:
+    """The client's address when the change came with a request, and the language active now."""
+    ip = client_ip(request) if request is not None and hasattr(request, "META") else ""
+    return {"ip": ip, "language": translation.get_language()}
+
+
+def notice_authenticator_added(sender: Any, user: Any, method: str, replaced: bool = False, request: Any = None,
+                               **kwargs: Any) -> None:
+    notifications.notify(user, "authenticator_added", method=method, replaced=replaced, **_origin(request))
+
+
+def notice_authenticator_removed(sender: Any, user: Any, method: str, request: Any = None, **kwargs: Any) -> None:
+    notifications.notify(user, "authenticator_removed", method=method, **_origin(request))
+
+
+def notice_recovery_codes_generated(
+    sender: Any, user: Any, method: str | None = None, request: Any = None, **kwargs: Any
+) -> None:
+    # Codes made with a factor's confirmation (method set) belong to its "added" notice: one mail.
+    if method is None:
+        notifications.notify(user, "recovery_codes_generated", **_origin(request))
+
+
+def notice_password_reset(sender: Any, user: Any, request: Any = None, **kwargs: Any) -> None:
+    notifications.notify(user, "password_reset", **_origin(request))
+
+
+_NOTICES: tuple[tuple[Signal, Any], ...] = (
+    (signals.authenticator_added, notice_authenticator_added),
+    (signals.authenticator_removed, notice_authenticator_removed),
+    (signals.recovery_codes_generated, notice_recovery_codes_generated),
+    (signals.password_reset_completed, notice_password_reset),
+)
+
+
+def connect_notices() -> None:
+    """Connect the notice receivers if SECURITY_NOTIFICATIONS is on, else disconnect them."""
+    on = notifications.enabled()
+    for signal, handler in _NOTICES:
+        uid = f"ephemeral_auth.{handler.__name__}"
+        if on:
+            signal.connect(handler, dispatch_uid=uid)
+        else:
+            signal.disconnect(dispatch_uid=uid)
+
+
+@receiver(setting_changed, dispatch_uid="ephemeral_auth.security_notifications_changed")
+def security_notifications_changed(sender: Any, setting: str, **kwargs: Any) -> None:
+    """Follow override_settings (tests) of EPHEMERAL_AUTH_SECURITY_NOTIFICATIONS."""
+    if setting == "EPHEMERAL_AUTH_SECURITY_NOTIFICATIONS":
+        connect_notices()
+
+
+connect_notices()

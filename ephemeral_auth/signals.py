@@ -14,10 +14,16 @@
 * ``authenticator_removed(sender=UserTwoFactor, user, method, request)``: the
   user turned a method off, or an admin reset the user's 2FA (one signal per
   method the user had, ``request`` None).
-* ``recovery_codes_generated(sender=RecoveryCode, user, count, request)``: the
-  user's recovery codes were replaced by ``count`` new ones (never the codes).
+* ``recovery_codes_generated(sender=RecoveryCode, user, count, method, request)``:
+  the user's recovery codes were replaced by ``count`` new ones (never the
+  codes). ``method`` is the second factor whose confirmation made them
+  (``"totp"``, ``"email"``; its ``authenticator_added`` came first), None when
+  the user asked for new codes.
+* ``password_reset_completed(sender=<user model>, user, request)``: the user
+  set a new password through a reset link (``services.passwords.confirm_reset``);
+  never the token nor the password.
 
-The three configuration signals are sent once the change is committed
+These four signals are sent once the change is committed
 (``transaction.on_commit``, robust: a failing receiver is logged, the change
 stands): a receiver never sees a change that was rolled back. ``request`` is
 None when the service was called without one.
@@ -33,6 +39,7 @@ from django.dispatch import Signal
 __all__ = [
     "authenticator_added",
     "authenticator_removed",
+    "password_reset_completed",
     "rate_limited",
     "recovery_codes_generated",
     "send_on_commit",
@@ -52,6 +59,7 @@ user_locked_out = Signal()
 authenticator_added = Signal()
 authenticator_removed = Signal()
 recovery_codes_generated = Signal()
+password_reset_completed = Signal()
 
 
 def send_on_commit(signal: Signal, *, sender: Any, using: str | None, **kwargs: Any) -> None:

@@ -6,13 +6,16 @@ this module still imports, :data:`framework` is None and there is no task;
 the password-reset runner then stays the in-process thread pool
 (docs/password-reset.md, "Sending outside the request").
 
-The one task, :data:`send_password_reset`, receives what the in-process job
+The reset task, :data:`send_password_reset`, receives what the in-process job
 receives: the email address as typed and the link *template* with its
 ``{token}`` placeholder. No token exists when it is enqueued: looking the
 user up, issuing the token and sending the mail all happen when a worker
 runs the task, so a task backend that stores its arguments (a database
 queue, Redis) never holds a usable link, and the request does the same work
-for known and unknown addresses.
+for known and unknown addresses. The notice task,
+:data:`send_security_notice`, receives the user's id, the event, its time,
+the client address and the language (``services.notifications``): nothing
+that grants access.
 
 A task is defined when this module is imported, and the frameworks resolve
 the task's backend then: import it lazily, not from an ``AppConfig.ready``.
@@ -29,9 +32,9 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from .services import passwords
+from .services import notifications, passwords
 
-__all__ = ["backend_is_queued", "framework", "send_password_reset", "task_for"]
+__all__ = ["backend_is_queued", "framework", "send_password_reset", "send_security_notice", "task_for"]
 
 
 def _load_framework() -> ModuleType | None:
@@ -57,9 +60,19 @@ if framework is not None:
         """
         passwords.deliver_password_reset(email=email, link=link)
 
+    @framework.task()
+    def send_security_notice(
+        user_id: str, event: str, at: str, ip: str = "", method: str = "", replaced: str = "", language: str = ""
+    ) -> None:
+        """Mail a security notice (see notifications.deliver_notice): plain text in, nothing secret stored."""
+        notifications.deliver_notice(
+            user_id=user_id, event=event, at=at, ip=ip, method=method, replaced=replaced, language=language
+        )
+
 else:
-    # No framework: no task (the runner falls back to the thread pool).
+    # No framework: no task (the runners fall back to the thread pool).
     send_password_reset = None
+    send_security_notice = None
 
 
 def backend_is_queued(alias: str | None = None) -> bool:
@@ -82,4 +95,6 @@ def task_for(job: Callable[..., Any]) -> Any:
     """Return the task that runs ``job``; raise LookupError for a job that has none."""
     if send_password_reset is not None and job is passwords.deliver_password_reset:
         return send_password_reset
+    if send_security_notice is not None and job is notifications.deliver_notice:
+        return send_security_notice
     raise LookupError(f"ephemeral_auth has no task for {getattr(job, '__qualname__', job)!r}")

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.django_db
 KEYS = {
     "authenticator_added": {"signal", "sender", "user", "method", "replaced", "request"},
     "authenticator_removed": {"signal", "sender", "user", "method", "request"},
-    "recovery_codes_generated": {"signal", "sender", "user", "count", "request"},
+    "recovery_codes_generated": {"signal", "sender", "user", "count", "method", "request"},
 }
 
 
@@ -97,6 +97,7 @@ def test_confirming_an_authenticator_sends_added_then_recovery_codes(user, now, 
     generated = received.only("recovery_codes_generated")
     assert generated["sender"] is RecoveryCode
     assert (generated["user"], generated["count"], generated["request"]) == (user, len(codes), request_)
+    assert generated["method"] == "totp"  # made with the factor: not a regeneration
     received.assert_carries_nothing_secret(setup.secret, code, *codes)
 
 
@@ -166,6 +167,7 @@ def test_email_codes_confirm_and_disable(user, now, received, committed, request
     added = received.only("authenticator_added")
     assert (added["user"], added["method"], added["replaced"], added["request"]) == (user, "email", False, request_)
     assert received.only("recovery_codes_generated")["count"] == len(codes) == 10
+    assert received.only("recovery_codes_generated")["method"] == "email"
     received.assert_carries_nothing_secret(code, issued.raw, *codes)
 
     received.calls.clear()
@@ -211,6 +213,7 @@ def test_regenerating_recovery_codes_sends_the_count_only(user, now, received, c
     assert received.names() == ["recovery_codes_generated"]
     generated = received.only("recovery_codes_generated")
     assert (generated["user"], generated["count"], generated["request"]) == (user, 10, request_)
+    assert generated["method"] is None  # the user asked for them
     received.assert_carries_nothing_secret(secret, code, *codes)
 
 

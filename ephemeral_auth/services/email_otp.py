@@ -34,10 +34,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from django.core.mail import EmailMultiAlternatives
 from django.db import router
-from django.template import TemplateDoesNotExist
-from django.template.loader import render_to_string
 from django.utils.translation import gettext
 
 from .. import clock, conf, crypto
@@ -52,7 +49,7 @@ from ..exceptions import (
 )
 from ..models import EventType, TokenType, UserTwoFactor
 from ..signals import authenticator_added, authenticator_removed, send_on_commit
-from . import ratelimit, recovery, tokens
+from . import mail, ratelimit, recovery, tokens
 from .budget import count_attempt, forgive_failures, note_failure, two_factor_key
 from .factors import clean_code, user_email
 from .inputs import clean_text, is_plain_text
@@ -78,6 +75,12 @@ __all__ = [
 ]
 
 logger = logging.getLogger("ephemeral_auth.email_otp")
+
+_TEMPLATES = mail.MailTemplates(
+    subject="ephemeral_auth/emails/two_factor_code_subject.txt",
+    text="ephemeral_auth/emails/two_factor_code.txt",
+    html="ephemeral_auth/emails/two_factor_code.html",
+)
 
 CODE_LENGTH = 6
 MAX_PASSWORD_LENGTH = 4096
@@ -111,13 +114,7 @@ def _send(user: AbstractBaseUser, address: str, code: str, *, purpose: str, requ
     """
     minutes = max(1, int(conf.get("EMAIL_CODE_TTL")) // 60)
     context = {"user": user, "code": code, "purpose": purpose, "minutes": minutes, "request": request}
-    subject = "".join(render_to_string("ephemeral_auth/emails/two_factor_code_subject.txt", context).splitlines())
-    body = render_to_string("ephemeral_auth/emails/two_factor_code.txt", context)
-    message = EmailMultiAlternatives(subject=subject.strip(), body=body, to=[address])
-    try:
-        message.attach_alternative(render_to_string("ephemeral_auth/emails/two_factor_code.html", context), "text/html")
-    except TemplateDoesNotExist:
-        pass
+    message = mail.render(_TEMPLATES, context, to=[address])
     try:
         message.send(fail_silently=False)
     except Exception:
@@ -271,7 +268,7 @@ def confirm(
     logger.info("email codes enabled for user #%s", user.pk)
     if recovery.remaining(user):
         return []
-    return recovery.generate(user, now=now, request=request)
+    return recovery.generate(user, now=now, request=request, method="email")
 
 
 def disable(

@@ -1,8 +1,8 @@
 """The one job runner: how work leaves the request (inline, on a thread pool, or as a queued task).
 
 A *job* is a module-level callable taking keyword arguments of plain text
-(the password-reset job ``passwords.deliver_password_reset`` is the one job
-today). A *runner* runs a job: :func:`run_inline` in the caller,
+(the password-reset job ``passwords.deliver_password_reset`` and the
+security notice ``notifications.deliver_notice``). A *runner* runs a job: :func:`run_inline` in the caller,
 :func:`run_in_thread` on a small per-process pool, :func:`run_as_task` as a
 task of Django's tasks framework. :func:`runner` picks one from a setting
 (a dotted path or a callable; None: a task when the site's task backend
@@ -40,8 +40,8 @@ from .. import conf
 
 __all__ = ["TaskQueue", "connect_tasks", "run_as_task", "run_in_thread", "run_inline", "runner"]
 
-# The reset job is the one job: its failures keep the logger and the message
-# that sites already filter on.
+# The reset job's failures keep the logger and the message that sites already
+# filter on (the notice job logs its own failures and never raises).
 logger = logging.getLogger("ephemeral_auth.passwords")
 
 

@@ -44,16 +44,15 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.contrib.auth import get_user_model, password_validation
 from django.core.exceptions import FieldDoesNotExist, ValidationError
-from django.core.mail import EmailMultiAlternatives
 from django.core.validators import validate_email
 from django.db import DatabaseError, router, transaction
-from django.template.loader import render_to_string
 from django.utils.module_loading import import_string
 
 from .. import clock, conf
 from ..exceptions import InvalidInput, InvalidPassword, InvalidToken, RateLimited
 from ..models import EphemeralToken, EventType, TokenType
-from . import engine, jobs, ratelimit, tokens
+from ..signals import password_reset_completed, send_on_commit
+from . import engine, jobs, mail, ratelimit, tokens
 from .inputs import clean_text, fold
 
 # The runners live in services/jobs.py; EPHEMERAL_AUTH_PASSWORD_RESET_RUNNER names them here too.
@@ -85,9 +84,11 @@ MAX_EMAIL_LENGTH = 254
 MAX_PASSWORD_LENGTH = 4096
 TOKEN_PLACEHOLDER = conf.TOKEN_PLACEHOLDER
 
-_SUBJECT_TEMPLATE = "ephemeral_auth/password_reset/email_subject.txt"
-_BODY_TEMPLATE = "ephemeral_auth/password_reset/email_body.txt"
-_HTML_TEMPLATE = "ephemeral_auth/password_reset/email_body.html"
+_TEMPLATES = mail.MailTemplates(
+    subject="ephemeral_auth/password_reset/email_subject.txt",
+    text="ephemeral_auth/password_reset/email_body.txt",
+    html="ephemeral_auth/password_reset/email_body.html",
+)
 
 
 # Requesting a link.
@@ -207,27 +208,22 @@ def _send(user: AbstractBaseUser, url: str) -> None:
         "reset_url": url,
         "expires_in_minutes": int(reset_link_lifetime().total_seconds() // 60),
     }
-    subject = "".join(render_to_string(_SUBJECT_TEMPLATE, context).splitlines()).strip()
-    message = EmailMultiAlternatives(
-        subject=subject,
-        body=render_to_string(_BODY_TEMPLATE, context),
-        from_email=settings.DEFAULT_FROM_EMAIL,
-        to=[getattr(user, field)],
-    )
-    message.attach_alternative(render_to_string(_HTML_TEMPLATE, context), "text/html")
-    message.send()
+    mail.send(_TEMPLATES, context, to=[getattr(user, field)], html_required=True)
 
 
 # Confirming.
 
 
-def confirm_reset(raw: Any, new_password: Any, *, now: datetime | None = None) -> AbstractBaseUser:
+def confirm_reset(
+    raw: Any, new_password: Any, *, now: datetime | None = None, request: Any = None
+) -> AbstractBaseUser:
     """Set a new password with a reset token; return the user.
 
     Raises InvalidInput for a password that is not text of a sane size,
     InvalidToken for an unknown, expired or used token (or an inactive user),
     and InvalidPassword when the validators refuse the password, in which case
-    the token stays usable.
+    the token stays usable. Sends ``password_reset_completed`` once committed
+    (``request`` is handed to its receivers, untouched).
     """
     password = clean_text(new_password, field="new_password", max_length=MAX_PASSWORD_LENGTH)
     now = now or clock.now()
@@ -259,6 +255,7 @@ def confirm_reset(raw: Any, new_password: Any, *, now: datetime | None = None) -
         tokens.revoke_tokens(
             user=user, token_types=[TokenType.PASSWORD_RESET, TokenType.PRE_AUTH, TokenType.TRUSTED_BROWSER]
         )
+        send_on_commit(password_reset_completed, sender=type(user), using=user_alias, user=user, request=request)
     if conf.get("PASSWORD_RESET_ENDS_SESSIONS"):
         _end_other_sessions(user, old_session_hash, now=now)
     logger.info("password reset completed for user #%s", user.pk)

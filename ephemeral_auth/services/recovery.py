@@ -79,10 +79,14 @@ def _digest(user_id: Any, code: str) -> str:
     return crypto.code_digest(code, scope=f"recovery:{user_id}")
 
 
-def generate(user: AbstractBaseUser, *, now: datetime | None = None, request: Any = None) -> list[str]:
+def generate(
+    user: AbstractBaseUser, *, now: datetime | None = None, request: Any = None, method: str | None = None
+) -> list[str]:
     """Replace the user's recovery codes with fresh ones; return them (formatted) to show once.
 
-    Sends ``recovery_codes_generated`` (the count, never the codes) once committed.
+    Sends ``recovery_codes_generated`` (the count, never the codes) once
+    committed; ``method`` names the second factor whose confirmation makes
+    them (None: the user asked for new codes), handed on to the signal.
     """
     now = now or clock.now()
     count = int(conf.get("RECOVERY_CODE_COUNT"))
@@ -96,7 +100,8 @@ def generate(user: AbstractBaseUser, *, now: datetime | None = None, request: An
             [RecoveryCode(user_id=user.pk, code_hash=_digest(user.pk, code), created_at=now) for code in codes]
         )
         send_on_commit(
-            recovery_codes_generated, sender=RecoveryCode, using=alias, user=user, count=len(codes), request=request
+            recovery_codes_generated, sender=RecoveryCode, using=alias, user=user, count=len(codes),
+            method=method, request=request,
         )
     logger.info("new recovery codes for user #%s", user.pk)
     return [format_code(code) for code in sorted(codes)]

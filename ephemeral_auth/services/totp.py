@@ -327,7 +327,7 @@ def confirm(
     # Logins pending against the old configuration must start again; browsers trusted under it are not.
     tokens.revoke_tokens(user=user, token_types=[TokenType.PRE_AUTH, TokenType.TRUSTED_BROWSER])
     logger.info("TOTP authenticator confirmed for user #%s", user.pk)
-    return recovery.generate(user, request=request)
+    return recovery.generate(user, request=request, method="totp")
 
 
 def disable(

@@ -45,7 +45,7 @@ def password_reset_confirm(request: HttpRequest) -> HttpResponse:
     token = required_text(data, "token", max_length=MAX_TOKEN_LENGTH)
     new_password = required_text(data, "new_password", max_length=passwords.MAX_PASSWORD_LENGTH)
     try:
-        user = passwords.confirm_reset(token, new_password)
+        user = passwords.confirm_reset(token, new_password, request=request)
     except InvalidPassword as exc:
         return _no_referrer(error(exc.code, exc.message, messages=exc.messages))
     # The link proved the mailbox: this browser may sign in even while the account's

@@ -191,7 +191,7 @@ def password_reset_confirm(request: HttpRequest) -> HttpResponse:
         # A token in the form (from a fresh link's fragment) wins over the cookie.
         raw = form.cleaned_data["token"] or _token_cookie(request)
         try:
-            user = passwords.confirm_reset(raw, form.cleaned_data["new_password1"])
+            user = passwords.confirm_reset(raw, form.cleaned_data["new_password1"], request=request)
         except InvalidPassword as exc:
             form.add_error("new_password1", exc.messages or [exc.message])
         except InvalidToken:

@@ -93,7 +93,7 @@ class VerifyForm(_PlainTextMixin, forms.Form):
                 label=ngettext(
                     "Trust this browser for %(days)d day", "Trust this browser for %(days)d days", days
                 ) % {"days": days},
-                help_text=_("You will not be asked for a code on this browser until then. Not on a shared computer."),
+                help_text=_("You will not be asked for a code on this browser until then. Do not tick this on a shared computer."),
             )
 
 

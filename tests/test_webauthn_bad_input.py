@@ -1,4 +1,4 @@
-"""Bad input on every WebAuthn endpoint: 400 ``invalid_input`` (or another 4xx with its code), never a 5xx, nothing written.
+"""Bad input on every WebAuthn endpoint: a 4xx with its code (``invalid_input`` for bad answers), nothing written.
 
 Each endpoint is called where a good body would do something (a pending
 login that may use a key and its options issued, a verified session, the
@@ -63,8 +63,9 @@ ANSWERS = {
     "padded base64": {"rawId": "AAAA==", "response": {}},
     "non-canonical base64": {"rawId": "AB", "response": {"clientDataJSON": "AB"}},
     "plus and slash": {"rawId": "a+/b", "response": {}},
-    "clientData not json": {"rawId": "AAAA", "response": {"clientDataJSON": b64(b"\xff\xfe"), "authenticatorData": "AAAA",
-                                                          "signature": "AAAA", "attestationObject": "AAAA"}},
+    "clientData not json": {"rawId": "AAAA", "response": {
+        "clientDataJSON": b64(b"\xff\xfe"), "authenticatorData": "AAAA", "signature": "AAAA",
+        "attestationObject": "AAAA"}},
     "clientData without challenge": {"rawId": "AAAA", "response": {
         "clientDataJSON": b64(json.dumps({"type": "webauthn.get", "origin": "https://example.com"}).encode()),
         "authenticatorData": "AAAA", "signature": "AAAA", "attestationObject": "AAAA"}},

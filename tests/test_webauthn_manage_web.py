@@ -49,7 +49,9 @@ def signals_seen():
     authenticator_removed.disconnect(removed)
 
 
-def test_first_key_of_a_fresh_sign_in_comes_with_recovery_codes(client, user, signals_seen, django_capture_on_commit_callbacks):
+def test_first_key_of_a_fresh_sign_in_comes_with_recovery_codes(
+    client, user, signals_seen, django_capture_on_commit_callbacks
+):
     client.force_login(user)
     with django_capture_on_commit_callbacks(execute=True):
         _, response = register(client)

@@ -21,7 +21,10 @@ What is checked:
   moved and the app wrote it;
 * passkey sign-in from the login page (``EPHEMERAL_AUTH_PASSKEY_LOGIN``):
   no password typed, signed in as the passkey's owner, 2FA-verified;
-* a passkey sign-in without user verification is refused;
+* a passkey sign-in without user verification is refused: by the browser
+  when the options require it (as the app's do), and by the app when a
+  tampered page asked for none (the answer lacks the UV flag: 401
+  ``invalid_code``, shown by the page);
 * a replayed assertion (the JSON the page POSTed, same body, same cookies)
   answers 401 ``invalid_token`` and signs nobody in;
 * an assertion made for a challenge of browser A, posted with browser B's
@@ -65,6 +68,7 @@ LOGIN = "/accounts/login/"
 VERIFY = re.compile(r".*/accounts/2fa/verify/.*")
 KEY_VERIFY = "**/accounts/2fa/webauthn/verify/"
 PASSKEY_LOGIN = "**/accounts/passkey/login/"
+PASSKEY_OPTIONS = "**/accounts/passkey/options/"
 SIGNED_IN = "Signed in as"
 VERIFIED = "This session passed two-factor authentication."
 
@@ -306,14 +310,53 @@ def test_passkey_sign_in_without_user_verification_is_refused(person, browsers):
     browser = browsers.new()
     register_key(browser, person.username, name="Passkey", passkey=True)
     browser.set_user_verified(False)
+    posted: list[str] = []
+    browser.page.on("request", lambda request: posted.append(request.url) if request.method == "POST" else None)
 
+    # The options require user verification: the authenticator cannot give it, the browser refuses.
     page = browser.page
     page.goto(browser.base + LOGIN)
     page.click("#passkey-login")
-    assert_error_shown(browser)
+    assert assert_error_shown(browser) == "The security key did not answer (cancelled or timed out)."
+    assert page.url.startswith(browser.base + LOGIN)
+    assert [urlsplit(url).path for url in posted] == ["/accounts/passkey/options/"]  # no answer was sent
+    assert browser.me()["authenticated"] is False
+    assert "Not signed in" in browser.status()
+
+
+def test_a_passkey_answer_without_user_verification_is_refused_by_the_server(person, browsers):
+    """Options tampered with ("discouraged") get an answer without the UV flag: the app refuses it."""
+    browser = browsers.new()
+    registered = register_key(browser, person.username, name="Passkey", passkey=True)
+    browser.set_user_verified(False)
+
+    def discouraged(route: Any) -> None:
+        response = route.fetch()
+        options = response.json()
+        assert options["publicKey"]["userVerification"] == "required"
+        options["publicKey"]["userVerification"] = "discouraged"
+        route.fulfill(response=response, json=options)
+
+    page = browser.page
+    page.route(PASSKEY_OPTIONS, discouraged)
+    page.goto(browser.base + LOGIN)
+    with page.expect_response(PASSKEY_LOGIN) as answered:
+        page.click("#passkey-login")
+    refused = answered.value
+    assert refused.status == 401 and refused.json()["error"] == "invalid_code", refused.text()
+    assert assert_error_shown(browser) == refused.json()["message"]
     assert page.url.startswith(browser.base + LOGIN)
     assert browser.me()["authenticated"] is False
     assert "Not signed in" in browser.status()
+    (signed,) = browser.credentials()
+    assert signed["signCount"] > registered["signCount"]  # the authenticator did sign
+
+    # The genuine options, the user verified: the same passkey signs in.
+    page.unroute(PASSKEY_OPTIONS)
+    browser.set_user_verified(True)
+    page.goto(browser.base + LOGIN)
+    page.click("#passkey-login")
+    wait_until_signed_in(browser, person.username)
 
 
 def test_a_replayed_security_key_assertion_is_refused(person, browsers):

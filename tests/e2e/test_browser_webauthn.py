@@ -281,7 +281,9 @@ def test_register_a_security_key_then_it_finishes_the_password_login(person, bro
     (used,) = browser.credentials()
     assert used["credentialId"] == registered["credentialId"]
     assert used["signCount"] > registered["signCount"]
-    # The app stored the new counter: the settings page says the key was used.
+    # The app recorded the use: its list of keys and the settings page say so.
+    (listed,) = browser.context.request.get(browser.base + "/accounts/2fa/webauthn/").json()["credentials"]
+    assert listed["name"] == "Desk key" and listed["passkey"] is False and listed["last_used_at"]
     browser.page.goto(browser.base + OVERVIEW)
     assert "last used" in browser.page.locator("#webauthn-keys li[data-credential-id]").inner_text()
 
@@ -292,9 +294,12 @@ def test_passkey_sign_in_from_the_login_page(person, browsers):
     assert registered["isResidentCredential"] and registered["userHandle"]
 
     page = browser.page
-    page.goto(browser.base + LOGIN)
+    page.goto(f"{browser.base}{LOGIN}?next={OVERVIEW}")
     with page.expect_request(PASSKEY_LOGIN) as sent:
         page.click("#passkey-login")
+    page.wait_for_url(browser.base + OVERVIEW)  # the login's "next", a page that needs the session
+    assert page.locator("#webauthn-register").is_visible()
+    page.goto(browser.base + "/")
     wait_until_signed_in(browser, person.username)
     # No password typed: the answer is all the page sent.
     body = json.loads(sent.value.post_data)

@@ -19,7 +19,8 @@ Security reasoning:
 
 The pages, one module each: ``tokens``, ``ratelimit`` (with "Locked out
 now"), ``two_factor`` (2FA state and recovery codes), ``webauthn`` (security
-keys and passkeys, no key material), ``identities`` (OIDC links); ``base`` holds what they share and ``login`` the admin's login.
+keys and passkeys, no key material), ``identities`` (OIDC links); ``base``
+holds what they share and ``login`` the admin's login.
 Importing this package registers every ModelAdmin with ``admin.site``.
 """
 

@@ -21,6 +21,8 @@ What is checked:
   moved and the app wrote it;
 * passkey sign-in from the login page (``EPHEMERAL_AUTH_PASSKEY_LOGIN``):
   no password typed, signed in as the passkey's owner, 2FA-verified;
+* the settings page: the same authenticator twice is refused
+  (excludeCredentials), a key renamed and removed;
 * a passkey sign-in without user verification is refused: by the browser
   when the options require it (as the app's do), and by the app when a
   tampered page asked for none (the answer lacks the UV flag: 401
@@ -286,6 +288,43 @@ def test_register_a_security_key_then_it_finishes_the_password_login(person, bro
     assert listed["name"] == "Desk key" and listed["passkey"] is False and listed["last_used_at"]
     browser.page.goto(browser.base + OVERVIEW)
     assert "last used" in browser.page.locator("#webauthn-keys li[data-credential-id]").inner_text()
+
+
+def test_keys_are_managed_on_the_settings_page(person, browsers):
+    """The same authenticator twice is refused by the browser (excludeCredentials); rename; remove."""
+    browser = browsers.new()
+    page = browser.page
+    password_sign_in(browser, person.username)
+    page.wait_for_url(browser.base + "/")
+    page.goto(browser.base + OVERVIEW)
+    assert page.locator("#webauthn-none").is_visible()
+    page.fill("#webauthn-name", "Desk key")
+    page.click("#webauthn-register")
+    page.locator("#webauthn-recovery-codes").wait_for(state="visible")
+
+    # The authenticator holds a credential the app lists in excludeCredentials: nothing new is made.
+    page.goto(browser.base + OVERVIEW)
+    page.click("#webauthn-register")
+    assert assert_error_shown(browser) == "This security key is already registered."
+    assert len(browser.credentials()) == 1
+    assert page.locator("#webauthn-keys li[data-credential-id]").count() == 1
+
+    # Rename (the page reloads with the new name), then remove.
+    item = page.locator("#webauthn-keys li[data-credential-id]")
+    item.locator(".webauthn-rename-name").fill("Office key")
+    with page.expect_navigation():
+        item.locator(".webauthn-rename").click()
+    assert item.locator(".webauthn-rename-name").input_value() == "Office key"
+    with page.expect_navigation():
+        item.locator(".webauthn-remove").click()
+    assert page.locator("#webauthn-none").is_visible()
+    assert browser.context.request.get(browser.base + "/accounts/2fa/webauthn/").json()["credentials"] == []
+
+    # No second factor left: the password alone signs in again.
+    sign_out(browser)
+    password_sign_in(browser, person.username)
+    page.wait_for_url(browser.base + "/")
+    assert f"{SIGNED_IN} {person.username}." in page.inner_text("#status")
 
 
 def test_passkey_sign_in_from_the_login_page(person, browsers):

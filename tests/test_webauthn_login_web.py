@@ -288,3 +288,13 @@ def test_passkey_sign_in_statement_budget(settings, passkey_user):
     # login(): the session SELECT and INSERT, last_login, the session's save. Nothing excluded.
     assert len(found) <= 10, found
     assert UserTwoFactor.objects.exists()
+
+
+def test_a_key_beside_email_codes_lets_the_address_go(user):
+    from ephemeral_auth.services import two_factor
+    from tests.factories import enable_email_codes
+
+    enable_email_codes(user)
+    assert two_factor.email_removal_refused(user, "")
+    enrol_key(user)
+    assert not two_factor.email_removal_refused(user, "")

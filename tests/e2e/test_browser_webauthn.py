@@ -18,7 +18,7 @@ What is checked:
 * registration from the 2FA settings page (a fresh password sign-in is the
   fresh proof), then a password login continuing to the second-factor page,
   where the security key finishes it; the authenticator's signature counter
-  moved and the app wrote it;
+  moved (``WebAuthn.getCredentials``) and the app recorded the use;
 * passkey sign-in from the login page (``EPHEMERAL_AUTH_PASSKEY_LOGIN``):
   no password typed, signed in as the passkey's owner, 2FA-verified;
 * the settings page: the same authenticator twice is refused
@@ -27,8 +27,10 @@ What is checked:
   when the options require it (as the app's do), and by the app when a
   tampered page asked for none (the answer lacks the UV flag: 401
   ``invalid_code``, shown by the page);
-* a replayed assertion (the JSON the page POSTed, same body, same cookies)
-  answers 401 ``invalid_token`` and signs nobody in;
+* a replayed assertion (the JSON the page POSTed, same body, same cookies),
+  of the security-key step and of a passkey sign-in, answers 401
+  ``invalid_token`` and signs nobody in; posted inside a new pending login of
+  the same browser it is refused too, and that login still completes;
 * an assertion made for a challenge of browser A, posted with browser B's
   cookies, answers 401 ``invalid_token`` (and A can still use it: the
   refusal was the browser binding, not a broken answer).

@@ -1,6 +1,6 @@
 """The JSON API (docs/http-api.md). Mount it with ``path("api/auth/", include(...))``."""
 
-from .views import api_account, api_oidc, api_passwords, api_two_factor, trusted_browsers
+from .views import api_account, api_oidc, api_passwords, api_two_factor, api_webauthn, trusted_browsers
 
 app_name = "ephemeral_auth_api"
 
@@ -8,6 +8,7 @@ urlpatterns = [
     *api_account.urlpatterns,
     *api_two_factor.urlpatterns,
     *trusted_browsers.api_urlpatterns,
+    *api_webauthn.urlpatterns,
     *api_oidc.urlpatterns,
     *api_passwords.urlpatterns,
 ]

@@ -53,6 +53,9 @@ DEFAULT_RATE_LIMITS: dict[str, tuple[int, int]] = {
     # OIDC sign-ins started per client address, over the oidc_state lifetime: at most this
     # many live oidc_state rows per address (docs/oidc.md, "A bounded authorize/").
     "oidc_authorize": (20, 10 * 60),
+    # Passkey sign-ins started per client address (passkey/options/), over the passkey_login
+    # challenge lifetime: bounds the live challenges, and the attempts, of one address.
+    "passkey_options": (20, 5 * 60),
     "2fa_attempt": (5, 15 * 60),
     "email_send": (3, 10 * 60),
     "password_reset_send": (3, 15 * 60),
@@ -180,6 +183,8 @@ DEFAULTS: dict[str, Any] = {
     # The runner of the notice job (services/jobs.py): as PASSWORD_RESET_RUNNER, None picks
     # run_as_task when a task backend queues, else run_in_thread.
     "NOTIFICATION_RUNNER": None,
+    # HttpOnly cookie binding a WebAuthn registration or passkey sign-in to the browser.
+    "WEBAUTHN_COOKIE_NAME": "ephemeral_auth_webauthn",
 }
 
 

@@ -58,6 +58,7 @@ __all__ = [
     "trusted_browser_cookie_name",
     "wait_message",
     "wants_json",
+    "webauthn_cookie_name",
 ]
 
 # The URL namespace of the JSON API (ephemeral_auth.api_urls).
@@ -95,6 +96,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "invalid_password": 400,
     "invalid_token": 401,
     "invalid_code": 401,
+    # A WebAuthn assertion whose signature counter did not increase (a possible clone).
+    "credential_cloned": 401,
     "invalid_credentials": 401,
     "not_authenticated": 401,
     "method_not_enabled": 403,
@@ -289,6 +292,15 @@ def device_cookie_name(request: HttpRequest | None) -> str:
 def challenge_cookie_name(request: HttpRequest) -> str:
     """Return the challenge cookie's name for this request (``__Host-`` on HTTPS)."""
     return host_cookie_name(request, str(conf.get("CHALLENGE_COOKIE_NAME")))
+
+
+def webauthn_cookie_name(request: HttpRequest) -> str:
+    """Return the name of the cookie binding a WebAuthn registration or passkey sign-in to this browser.
+
+    Its value is the ceremony's ``browser_challenge``: set by the options
+    endpoint, read by the completion, deleted after (``__Host-`` on HTTPS).
+    """
+    return host_cookie_name(request, str(conf.get("WEBAUTHN_COOKIE_NAME")))
 
 
 def pending_cookie_name(request: HttpRequest) -> str:

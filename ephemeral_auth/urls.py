@@ -1,6 +1,6 @@
 """The HTML pages. Mount them with ``path("accounts/", include(...))``."""
 
-from .views import downloads, html_account, html_passwords, html_two_factor, trusted_browsers
+from .views import api_webauthn, downloads, html_account, html_passwords, html_two_factor, trusted_browsers
 
 app_name = "ephemeral_auth"
 
@@ -8,6 +8,8 @@ urlpatterns = [
     *html_account.urlpatterns,
     *html_two_factor.urlpatterns,
     *trusted_browsers.urlpatterns,
+    # The JSON endpoints the pages' script (webauthn.js) calls, beside the pages.
+    *api_webauthn.patterns(),
     *html_passwords.urlpatterns,
     *downloads.urlpatterns,
 ]

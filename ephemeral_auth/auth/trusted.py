@@ -19,6 +19,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from django.utils.translation import gettext
+
+from ..exceptions import InvalidInput
 from ..http import trusted_browser_cookie_name
 from ..services import trusted_browsers
 
@@ -29,7 +32,7 @@ if TYPE_CHECKING:
     from ..services.factors import TwoFactorState
     from ..services.tokens import IssuedToken
 
-__all__ = ["ISSUED_ATTRIBUTE", "is_trusted", "read_trust_cookie", "remember", "set_trust_cookie"]
+__all__ = ["ISSUED_ATTRIBUTE", "is_trusted", "read_trust_cookie", "remember", "set_trust_cookie", "trust_requested"]
 
 # The request attribute holding the token a completed second factor just issued.
 ISSUED_ATTRIBUTE = "_ephemeral_auth_trusted_browser"
@@ -76,3 +79,17 @@ def set_trust_cookie(response: HttpResponse, request: HttpRequest) -> None:
         httponly=True,
         samesite="Lax",
     )
+
+
+def trust_requested(data: dict[str, Any]) -> bool:
+    """Read a JSON second-factor request's ``trust_browser`` flag (``2fa/verify/``, ``2fa/webauthn/verify/``).
+
+    Not read at all while trusted browsers are off; otherwise absent means
+    False and anything but a boolean is ``invalid_input``.
+    """
+    if not trusted_browsers.enabled():
+        return False
+    trust = data.get("trust_browser", False)
+    if not isinstance(trust, bool):
+        raise InvalidInput(gettext("trust_browser must be true or false."), field="trust_browser")
+    return trust

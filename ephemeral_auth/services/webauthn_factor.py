@@ -42,11 +42,12 @@ from typing import TYPE_CHECKING, Any
 from django.db import router
 
 from .. import clock
-from ..exceptions import MethodNotEnabled
+from ..exceptions import InvalidCode, MethodNotEnabled
 from ..models import EphemeralToken, RecoveryCode, TokenType, UserTwoFactor, WebAuthnCredential
 from ..signals import authenticator_added, authenticator_removed, send_on_commit
 from . import recovery, tokens, webauthn
-from .factors import TwoFactorState
+from .budget import count_attempt, note_failure
+from .factors import TwoFactorState, load_state
 from .pending import writes_together
 from .proof import Proof, note_change, require_fresh_proof
 from .webauthn_data import parse_authentication
@@ -61,6 +62,7 @@ __all__ = [
     "Registered",
     "accept_user_code",
     "begin_login",
+    "begin_reauthentication",
     "begin_registration",
     "check_login_code",
     "complete_registration",
@@ -68,6 +70,7 @@ __all__ = [
     "login_binding",
     "normalize",
     "read_answer",
+    "reauthenticate",
     "remove",
     "remove_by_admin",
     "rename",
@@ -128,6 +131,43 @@ def login_binding(pending: PendingLogin, code: str) -> dict[str, Any]:
 def accept_user_code(user: AbstractBaseUser, state: TwoFactorState, code: str, *, now: datetime) -> bool:
     """Never: a typed code is no WebAuthn assertion."""
     return False
+
+
+# Reauthentication (``reauthenticate/``): "it is still me", with one of the user's keys.
+
+
+def begin_reauthentication(
+    user: AbstractBaseUser, *, browser_challenge: str, now: datetime | None = None
+) -> dict[str, Any]:
+    """Request options for one of ``user``'s keys, bound to this browser's ceremony cookie and to the user.
+
+    NotEnrolled for a user without a key. Two statements (the credentials, the challenge's INSERT).
+    """
+    return webauthn.begin_authentication(
+        user, browser_challenge=browser_challenge, purpose=webauthn.SECOND_FACTOR, now=now
+    )
+
+
+def reauthenticate(
+    user: AbstractBaseUser, answer: Any, *, browser_challenge: str, now: datetime | None = None, request: Any = None
+) -> None:
+    """Check a key's answer for ``user`` (the challenge is used up either way).
+
+    As at login, a failed answer counts against the user's ``2fa_attempt``
+    budget after the check (past the budget: RateLimited); a replayed or
+    another browser's answer is InvalidToken. ``request`` only goes on to
+    the ``user_locked_out`` signal.
+    """
+    now = now or clock.now()
+    try:
+        webauthn.complete_authentication(
+            answer, browser_challenge=browser_challenge, user=user, purpose=webauthn.SECOND_FACTOR, now=now
+        )
+    except InvalidCode:
+        state = load_state(user)
+        count_attempt(user, state, now=now)
+        note_failure(user, state, now=now, request=request)
+        raise
 
 
 # Managing the credentials.

@@ -19,8 +19,8 @@ from ..auth.trusted import set_trust_cookie, trust_requested
 from ..backends import REFUSAL_ATTRIBUTE
 from ..exceptions import InvalidCredentials, InvalidInput, MethodNotEnabled, RateLimited
 from ..http import best_effort
-from ..services import email_otp, recovery, totp, two_factor
-from .api_webauthn import read_credential
+from ..services import email_otp, recovery, totp, two_factor, webauthn_factor
+from .api_webauthn import ceremony_cookie, clear_ceremony_cookie, read_credential
 from .json import api_view, optional_text, parse_json, required_text
 from .responses import (
     clear_login_cookies,
@@ -209,8 +209,9 @@ def _check_code(request: HttpRequest, user: Any, method: str, code: str) -> None
         raise InvalidInput(gettext("method must be one of: totp, webauthn, email, recovery."), field="method")
     state = two_factor.load_state(user)
     if method in ("email", "webauthn") or method not in state.methods(user):
-        # Email codes are not accepted for reauthentication (yet): nothing sends one; nor is a
-        # security key (its assertion needs a ceremony of its own).
+        # Email codes are not accepted for reauthentication: nothing sends one for it, and a
+        # mailbox is what a thief of the session may well hold too. A security key answers
+        # through its own ceremony (reauthenticate/webauthn/options/, then "credential").
         raise MethodNotEnabled()
     two_factor.check_user_code(
         user, code, allow_totp=method == "totp", allow_recovery=method == "recovery", request=request, state=state
@@ -219,7 +220,10 @@ def _check_code(request: HttpRequest, user: Any, method: str, code: str) -> None
 
 @api_view(("POST",), login_required=True)
 def reauthenticate(request: HttpRequest) -> HttpResponse:
-    """Confirm it is still the user: ``password``, or ``method`` (totp, recovery) and ``code``.
+    """Confirm it is still the user: ``password``, ``method`` (totp, recovery) and ``code``, or a security key.
+
+    A key: ``method`` "webauthn" and ``credential``, the answer to the options
+    of ``reauthenticate/webauthn/options/`` (bound to this browser's cookie).
 
     Stamps the session's sign-in time (what ``require_fresh_proof`` and
     ``decorators.reauthentication_required`` read); answers how long it counts.
@@ -227,7 +231,14 @@ def reauthenticate(request: HttpRequest) -> HttpResponse:
     data = parse_json(request)
     method = optional_text(data, "method", max_length=16)
     user = request.user
-    if method:
+    webauthn_used = method == "webauthn"
+    if webauthn_used:
+        if "webauthn" not in two_factor.load_state(user).methods(user):
+            raise MethodNotEnabled()
+        webauthn_factor.reauthenticate(
+            user, read_credential(data), browser_challenge=ceremony_cookie(request), request=request  # type: ignore[arg-type]
+        )
+    elif method:
         code = required_text(data, "code", max_length=CODE)
         _check_code(request, user, method, code)
     else:
@@ -235,7 +246,10 @@ def reauthenticate(request: HttpRequest) -> HttpResponse:
         _check_password(request, user, password)
     proof = two_factor.Proof(renewed_at=int(clock.now().timestamp()))
     save_proof(request, proof)
-    return JsonResponse({"status": "ok", "valid_for": int(conf.get("REAUTHENTICATION_WINDOW") or 0)})
+    response = JsonResponse({"status": "ok", "valid_for": int(conf.get("REAUTHENTICATION_WINDOW") or 0)})
+    if webauthn_used:
+        clear_ceremony_cookie(response, request)
+    return response
 
 
 urlpatterns = [

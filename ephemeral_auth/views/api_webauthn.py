@@ -78,7 +78,7 @@ def _pre_auth(request: HttpRequest, data: dict[str, Any]) -> str:
     return read_pending_token(request)
 
 
-def _ceremony_cookie(request: HttpRequest) -> str:
+def ceremony_cookie(request: HttpRequest) -> str:
     return request.COOKIES.get(webauthn_cookie_name(request), "")
 
 
@@ -90,7 +90,7 @@ def _set_cookie(response: HttpResponse, request: HttpRequest, value: str, token_
     )
 
 
-def _clear_cookie(response: HttpResponse, request: HttpRequest) -> None:
+def clear_ceremony_cookie(response: HttpResponse, request: HttpRequest) -> None:
     name = webauthn_cookie_name(request)
     if name in request.COOKIES:
         response.delete_cookie(name, path="/", samesite="Lax")
@@ -171,7 +171,7 @@ def register(request: HttpRequest) -> HttpResponse:
     password = optional_text(data, "password", max_length=PASSWORD)
     proof = session_proof(request)
     done = webauthn_factor.complete_registration(
-        request.user, answer, proof=proof, browser_challenge=_ceremony_cookie(request), name=name,  # type: ignore[arg-type]
+        request.user, answer, proof=proof, browser_challenge=ceremony_cookie(request), name=name,  # type: ignore[arg-type]
         password=password, request=request,
     )
     save_proof(request, proof)
@@ -180,7 +180,7 @@ def register(request: HttpRequest) -> HttpResponse:
     if done.recovery_codes:
         body["recovery_codes"] = done.recovery_codes
     response = JsonResponse(body)
-    _clear_cookie(response, request)
+    clear_ceremony_cookie(response, request)
     return response
 
 
@@ -232,10 +232,21 @@ def passkey_login(request: HttpRequest) -> HttpResponse:
     if not conf.get("PASSKEY_LOGIN"):
         raise MethodNotEnabled()
     answer = read_credential(data)
-    user = passkeys.passkey_login(request, answer, browser_challenge=_ceremony_cookie(request))
+    user = passkeys.passkey_login(request, answer, browser_challenge=ceremony_cookie(request))
     response = JsonResponse({"status": "authenticated", "user": user_payload(user, request)})
-    _clear_cookie(response, request)
+    clear_ceremony_cookie(response, request)
     clear_login_cookies(response, request)
+    return response
+
+
+@api_view(("POST",), login_required=True)
+def reauthenticate_options(request: HttpRequest) -> HttpResponse:
+    """Request options to reauthenticate with one of the user's keys (then ``reauthenticate/``, method webauthn)."""
+    _configured()
+    value = crypto.new_token()
+    options = webauthn_factor.begin_reauthentication(request.user, browser_challenge=value)  # type: ignore[arg-type]
+    response = JsonResponse({"publicKey": options})
+    _set_cookie(response, request, value, TokenType.WEBAUTHN_LOGIN)
     return response
 
 
@@ -251,6 +262,9 @@ def patterns(prefix: str = "") -> list[Any]:
         path("2fa/webauthn/remove/", remove, name=f"{prefix}webauthn_remove"),
         path("passkey/options/", passkey_options, name=f"{prefix}passkey_options"),
         path("passkey/login/", passkey_login, name=f"{prefix}passkey_login"),
+        path(
+            "reauthenticate/webauthn/options/", reauthenticate_options, name=f"{prefix}reauthenticate_webauthn_options"
+        ),
     ]
 
 

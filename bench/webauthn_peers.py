@@ -1,0 +1,130 @@
+"""Compare passkey sign-in and a security-key second factor against django-allauth's mfa WebAuthn.
+
+    .venv/bin/python bench/webauthn_peers.py [--backend sqlite|postgres] [--cache redis|locmem]
+                                             [--rounds 5] [--iterations 150] [--json PATH]
+
+Needs the peers installed: pip install -e '.[bench]' (django-allauth[mfa],
+which brings fido2). Each round runs every system once, in alternating
+order, each in a fresh process on a fresh database
+(bench/peers/webauthn_flow.py), so machine noise spreads over both. Every
+login goes through the system's HTTP views with Django's test client; a
+software authenticator (tests/webauthn_authenticator.py) answers each
+challenge with a real ES256 assertion. Prints statements, commits and cache
+operations per login and per step, logins per second (median, min..max over
+the rounds) and the ratios ours / allauth taken round by round; and the
+budgets of issue 15: passkey sign-in at most 10 data statements, the
+security-key step no more data statements than the TOTP step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SYSTEMS = ["ours", "allauth"]
+PG_URL = "postgres://ephemeral:ephemeral@127.0.0.1:5432/{name}"
+PASSKEY_BUDGET = 10
+
+TITLES = {
+    "passkey": "Passkey sign-in (options request + verify request), discoverable credential, user verification",
+    "security_key": "Password login + security key as the second factor (options request + verify request)",
+    "totp": "Password login + TOTP code (the reference of the budget)",
+}
+
+
+def _run(system: str, iterations: int, backend: str, cache: str) -> dict[str, Any]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), BENCH_CACHE=cache)
+    with tempfile.TemporaryDirectory() as tmp:
+        if backend == "postgres":
+            name = f"bench_webauthn_{system}"
+            subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", name], check=True)
+            subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", "-O", "ephemeral", name], check=True)
+            env["BENCH_DATABASE_URL"] = PG_URL.format(name=name)
+        else:
+            env["BENCH_SQLITE_PATH"] = str(Path(tmp) / "bench.sqlite3")
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.peers.webauthn_flow", system, str(iterations)],
+            cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+        )
+    if out.returncode != 0:
+        raise SystemExit(f"{system} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def _spread(values: list[float]) -> str:
+    return f"{statistics.median(values):>7.1f} ({min(values):.1f}..{max(values):.1f})"
+
+
+def _ratio(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f}x (min {min(values):.2f}x, max {max(values):.2f}x)"
+
+
+def _steps(figures: dict[str, Any], key: str) -> str:
+    steps = figures["steps"]
+    parts = [str(steps[name][key]) for name in ("password", "options", "verify") if name in steps]
+    return f"{figures[key]} ({' + '.join(parts)})"
+
+
+def report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> None:
+    first = {system: runs[0]["flows"] for system, runs in results.items()}
+    print(f"\n{args.backend}, {args.rounds} rounds x {args.iterations} logins per flow, DB sessions, "
+          f"MD5 hasher, {args.cache} cache; statements of one steady-state login, per request in brackets")
+    for flow, title in TITLES.items():
+        print(f"\n{title}\n")
+        print(f"{'system':<9} {'data stmts':>18} {'all stmts':>18} {'commits':>7} {'cache ops':>9} "
+              f"{'logins/s median (min..max)':>28}")
+        for system, runs in results.items():
+            figures = first[system][flow]
+            rates = [run["flows"][flow]["logins_per_second"] for run in runs]
+            print(f"{system:<9} {_steps(figures, 'data_statements'):>18} {_steps(figures, 'all_statements'):>18} "
+                  f"{figures['write_commits']:>7} {figures['cache_ops']:>9} {_spread(rates):>28}")
+        pairs = zip(results["ours"], results["allauth"], strict=True)
+        ratios = [o["flows"][flow]["logins_per_second"] / a["flows"][flow]["logins_per_second"] for o, a in pairs]
+        print(f"  throughput ours / allauth, per round: {_ratio(ratios)}")
+
+    print("\nBudgets of issue 15 (data statements: SELECT/INSERT/UPDATE/DELETE)")
+    ours = first["ours"]
+    passkey, theirs = ours["passkey"]["data_statements"], first["allauth"]["passkey"]["data_statements"]
+    print(f"  passkey sign-in, options + verify: {passkey} (budget {PASSKEY_BUDGET}: "
+          f"{'met' if passkey <= PASSKEY_BUDGET else 'NOT met'}); allauth {theirs}")
+    key_step = ours["security_key"]["steps"]["second_factor"]["data_statements"]
+    totp_step = ours["totp"]["steps"]["second_factor"]["data_statements"]
+    print(f"  security-key step (options + verify): {key_step}; TOTP step: {totp_step} "
+          f"({'met' if key_step <= totp_step else 'NOT met'}); allauth: "
+          f"{first['allauth']['security_key']['steps']['second_factor']['data_statements']} and "
+          f"{first['allauth']['totp']['steps']['second_factor']['data_statements']}")
+    own = [run["flows"]["security_key"]["logins_per_second"] / run["flows"]["totp"]["logins_per_second"]
+           for run in results["ours"]]
+    print(f"  ours, security-key login / TOTP login throughput, same process: {_ratio(own)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--cache", choices=["redis", "locmem"], default="redis")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--iterations", type=int, default=150)
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
+    args = parser.parse_args()
+
+    results: dict[str, list[dict[str, Any]]] = {s: [] for s in SYSTEMS}
+    for round_no in range(args.rounds):
+        order = SYSTEMS[round_no % len(SYSTEMS):] + SYSTEMS[: round_no % len(SYSTEMS)]
+        for system in order:
+            results[system].append(_run(system, args.iterations, args.backend, args.cache))
+        print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr)
+    report(results, args)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,6 +1,6 @@
 """Run one system's WebAuthn logins N times each: passkey sign-in, security-key login, TOTP login.
 
-Usage: python -m bench.peers.webauthn_flow SYSTEM ITERATIONS   (SYSTEM: ours, allauth)
+Usage: python -m bench.peers.webauthn_flow SYSTEM ITERATIONS   (SYSTEM: ours, allauth, allauth_headless)
 Prints one JSON line: for each flow, the statements and cache operations of
 one steady-state login (per HTTP request and per step) and the wall time of
 ITERATIONS logins (setup excluded).
@@ -25,6 +25,7 @@ hasher, a counting cache (Redis by default).
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -48,10 +49,7 @@ from bench.peers.counting_cache import OPS  # noqa: E402
 from bench.peers.webauthn_common import DATA_VERBS, PASSWORD, write_commits  # noqa: E402
 
 FLOWS = ("passkey", "security_key", "totp")
-if SYSTEM == "ours":
-    from bench.peers import webauthn_ours as SIDE
-else:
-    from bench.peers import webauthn_allauth as SIDE
+SIDE = importlib.import_module(f"bench.peers.webauthn_{SYSTEM}")
 
 
 class Recorder:

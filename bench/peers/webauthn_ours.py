@@ -115,3 +115,32 @@ def login_passkey_services(subject: Subject, client: Client, rec: Any) -> Client
 
 
 login_passkey = login_passkey_services
+
+
+def login_security_key_services(subject: Subject, client: Client, rec: Any) -> Client:
+    """The password step over HTTP, then the WebAuthn ceremony of the second factor at the services level.
+
+    Only the ceremony (the challenge's INSERT with the user's credentials, then
+    its DELETE, the credential's SELECT and UPDATE): no login is completed
+    by it, since the second-factor endpoints do not exist yet.
+    """
+    from django.contrib.auth import get_user_model
+
+    from ephemeral_auth.services import webauthn
+
+    assert subject.key is not None
+    first = rec("password", lambda: client.post(
+        LOGIN_URL, {"username": subject.username, "password": PASSWORD}, content_type="application/json"
+    ))
+    assert first.status_code == 200, first.content
+    user = get_user_model().objects.get(username=subject.username)
+    browser = f"bench-browser-{subject.username}-0123456789abcdef"
+    options = rec("options", lambda: webauthn.begin_authentication(
+        user, browser_challenge=browser, purpose=webauthn.SECOND_FACTOR
+    ))
+    assertion = subject.key.get(options)
+    rec("verify", lambda: webauthn.complete_authentication(assertion, browser_challenge=browser, user=user))
+    return client
+
+
+login_security_key = login_security_key_services

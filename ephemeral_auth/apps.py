@@ -18,11 +18,12 @@ class EphemeralAuthConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks, checks_database, receivers  # noqa: F401  (registers checks and receivers)
-        from .services import email_otp, factors, jobs, recovery, totp
+        from .services import email_otp, factors, jobs, recovery, totp, webauthn_factor
 
         # The second factors, each one module with one interface (services.factors.Factor): the
         # login step and the management code check find them here, without importing them.
         factors.register("totp", totp)
+        factors.register("webauthn", webauthn_factor)
         factors.register("email", email_otp)
         factors.register("recovery", recovery)
 

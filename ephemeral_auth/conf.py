@@ -53,6 +53,9 @@ DEFAULT_RATE_LIMITS: dict[str, tuple[int, int]] = {
     # OIDC sign-ins started per client address, over the oidc_state lifetime: at most this
     # many live oidc_state rows per address (docs/oidc.md, "A bounded authorize/").
     "oidc_authorize": (20, 10 * 60),
+    # Passkey sign-ins started per client address (passkey/options/), over the passkey_login
+    # challenge lifetime: bounds the live challenges, and the attempts, of one address.
+    "passkey_options": (20, 5 * 60),
     "2fa_attempt": (5, 15 * 60),
     "email_send": (3, 10 * 60),
     "password_reset_send": (3, 15 * 60),
@@ -168,6 +171,8 @@ DEFAULTS: dict[str, Any] = {
     "WEBAUTHN_ORIGINS": [],
     # Passwordless sign-in with a passkey (a discoverable credential, user verification required).
     "PASSKEY_LOGIN": False,
+    # HttpOnly cookie binding a WebAuthn registration or passkey sign-in to the browser.
+    "WEBAUTHN_COOKIE_NAME": "ephemeral_auth_webauthn",
 }
 
 

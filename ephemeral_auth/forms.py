@@ -28,6 +28,7 @@ __all__ = [
 
 METHOD_LABELS = {
     "totp": _("Authenticator app"),
+    "webauthn": _("Security key or passkey"),
     "email": _("Code sent by email"),
     "recovery": _("Recovery code"),
 }
@@ -79,6 +80,8 @@ class VerifyForm(_PlainTextMixin, forms.Form):
 
     def __init__(self, *args: Any, methods: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # A security key is used with its own button (webauthn.js), not with a typed code.
+        methods = [m for m in methods if m != "webauthn"]
         self.fields["method"].choices = [(m, METHOD_LABELS[m]) for m in methods]  # type: ignore[attr-defined]
         if methods:
             self.fields["method"].initial = methods[0]

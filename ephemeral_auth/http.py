@@ -57,6 +57,7 @@ __all__ = [
     "submitted_form",
     "wait_message",
     "wants_json",
+    "webauthn_cookie_name",
 ]
 
 # The URL namespace of the JSON API (ephemeral_auth.api_urls).
@@ -94,6 +95,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "invalid_password": 400,
     "invalid_token": 401,
     "invalid_code": 401,
+    # A WebAuthn assertion whose signature counter did not increase (a possible clone).
+    "credential_cloned": 401,
     "invalid_credentials": 401,
     "not_authenticated": 401,
     "method_not_enabled": 403,
@@ -288,6 +291,15 @@ def device_cookie_name(request: HttpRequest | None) -> str:
 def challenge_cookie_name(request: HttpRequest) -> str:
     """Return the challenge cookie's name for this request (``__Host-`` on HTTPS)."""
     return host_cookie_name(request, str(conf.get("CHALLENGE_COOKIE_NAME")))
+
+
+def webauthn_cookie_name(request: HttpRequest) -> str:
+    """Return the name of the cookie binding a WebAuthn registration or passkey sign-in to this browser.
+
+    Its value is the ceremony's ``browser_challenge``: set by the options
+    endpoint, read by the completion, deleted after (``__Host-`` on HTTPS).
+    """
+    return host_cookie_name(request, str(conf.get("WEBAUTHN_COOKIE_NAME")))
 
 
 def pending_cookie_name(request: HttpRequest) -> str:

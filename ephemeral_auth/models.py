@@ -65,6 +65,8 @@ class EventType(models.TextChoices):
     LOGIN_DEVICE = "login_device", _("Failed login (per known browser)")
     # OIDC sign-ins started per client address: bounds the live oidc_state rows one address holds.
     OIDC_AUTHORIZE = "oidc_authorize", _("OIDC sign-in started (per IP)")
+    # Passkey sign-ins started per client address: bounds the live passkey challenges of one address.
+    PASSKEY_OPTIONS = "passkey_options", _("Passkey sign-in started (per IP)")
 
 
 class EphemeralTokenQuerySet(models.QuerySet["EphemeralToken"]):

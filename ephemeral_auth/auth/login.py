@@ -333,7 +333,11 @@ def verify_login(
         if cleaned is None:
             # Cannot be right: refused without spending the user's budget.
             raise InvalidCode()
-        count_attempt(user, pending.state, now=now)  # committed on its own, before the code is checked
+        # Committed on its own, before the code is checked; a factor whose answers cannot be
+        # guessed (WebAuthn) has its failures counted after the check instead.
+        counted_on_failure = bool(getattr(factor, "COUNTED_ON_FAILURE", False))
+        if not counted_on_failure:
+            count_attempt(user, pending.state, now=now)
         wrong: InvalidCode | None = None
         # One transaction: using up the code (the TOTP step, the recovery
         # code), consuming the pre_auth token and creating the session. A
@@ -358,6 +362,8 @@ def verify_login(
                 binding = factor.login_binding(pending, cleaned)
                 tokens.consume_token(pre_auth_token, TokenType.PRE_AUTH, challenge_id=challenge, now=now, **binding)
         if wrong is not None:
+            if counted_on_failure:
+                count_attempt(user, pending.state, now=now)
             note_failure(user, pending.state, now=now, request=request)
             raise wrong
     except (InvalidCode, InvalidToken):

@@ -10,8 +10,9 @@ the import graph stays a tree: factors -> this module, never back.
 
 Which factors count (:class:`TwoFactorState`, :func:`enrolled_methods`):
 
-* an authenticator app (TOTP) and email codes are second factors; the user
-  "has 2FA" (``enabled``) when either is on;
+* an authenticator app (TOTP), email codes and WebAuthn security keys or
+  passkeys (at least one ``WebAuthnCredential``) are second factors; the
+  user "has 2FA" (``enabled``) when any is on;
 * recovery codes are never a second factor on their own: they are a way in
   *beside* another factor (``tests/test_two_factor.py`` pins it);
 * email codes without an address to send them to fail *closed*: the user
@@ -30,7 +31,7 @@ from django.db.models import Exists, OuterRef
 from django.utils.translation import gettext
 
 from ..exceptions import InvalidInput
-from ..models import EphemeralToken, RecoveryCode, UserTwoFactor
+from ..models import EphemeralToken, RecoveryCode, UserTwoFactor, WebAuthnCredential
 from .inputs import clean_text, is_plain_text
 
 if TYPE_CHECKING:
@@ -53,21 +54,22 @@ __all__ = [
     "register",
     "state_from_row",
     "user_email",
+    "webauthn_flag",
     "with_recovery_flag",
 ]
 
 # Every second-factor method, in the order clients should offer them.
-METHODS = ("totp", "email", "recovery")
+METHODS = ("totp", "webauthn", "email", "recovery")
 # The longest code any factor accepts (the forms and JSON views apply the same limit).
 MAX_CODE_LENGTH = 64
 
 
-def enrolled_methods(*, totp: bool, email: bool) -> list[str]:
+def enrolled_methods(*, totp: bool, email: bool, webauthn: bool = False) -> list[str]:
     """Return the second factors a user has turned on, in :data:`METHODS` order: the one rule.
 
     Recovery codes are not among them: alone they are no second factor.
     """
-    return [method for method, on in (("totp", totp), ("email", email)) if on]
+    return [method for method, on in (("totp", totp), ("webauthn", webauthn), ("email", email)) if on]
 
 
 def user_email(user: AbstractBaseUser) -> str:
@@ -94,11 +96,13 @@ class TwoFactorState:
     fingerprint: str
     row: UserTwoFactor | None = None
     email_usable: bool = True
+    # At least one WebAuthn credential (security key or passkey).
+    webauthn: bool = False
 
     @property
     def enrolled(self) -> list[str]:
         """The second factors turned on (:func:`enrolled_methods`: never recovery codes)."""
-        return enrolled_methods(totp=self.totp, email=self.email)
+        return enrolled_methods(totp=self.totp, email=self.email, webauthn=self.webauthn)
 
     @property
     def enabled(self) -> bool:
@@ -125,6 +129,8 @@ def fingerprint(
     Built from the confirmation and change times, not from the secret:
     rotating the encryption keys re-encrypts secrets without logging anybody
     out. Rows from before ``changed_at`` existed keep their fingerprint.
+    WebAuthn credentials enter through ``changed_at``: adding or removing
+    one stamps it (``proof.note_change``), so the fingerprint changes.
     """
     if not totp and not email and changed_at is None:
         return NO_TWO_FACTOR_FINGERPRINT
@@ -138,9 +144,14 @@ def fingerprint(
 
 
 def state_from_row(
-    user_id: Any, row: UserTwoFactor | None, *, has_recovery_codes: bool = False, has_email: bool = True
+    user_id: Any, row: UserTwoFactor | None, *, has_recovery_codes: bool = False, has_email: bool = True,
+    has_webauthn: bool = False,
 ) -> TwoFactorState:
-    """Build the state of ``user_id`` from its ``UserTwoFactor`` row (or None)."""
+    """Build the state of ``user_id`` from its ``UserTwoFactor`` row (or None).
+
+    A user with WebAuthn credentials always has the row: registering one
+    stamps ``changed_at`` on it (``proof.note_change``, which creates it).
+    """
     if row is None:
         return TwoFactorState(user_id=user_id, totp=False, email=False, has_recovery_codes=False, fingerprint="")
     totp = row.totp_enabled
@@ -156,6 +167,7 @@ def state_from_row(
         ),
         row=row,
         email_usable=bool(has_email),
+        webauthn=bool(has_webauthn),
     )
 
 
@@ -164,10 +176,16 @@ def empty_state(user_id: Any) -> TwoFactorState:
     return state_from_row(user_id, None)
 
 
+def webauthn_flag(user_ref: str = "user_id") -> Exists:
+    """``EXISTS`` a WebAuthn credential of the user named by the outer column ``user_ref``."""
+    return Exists(WebAuthnCredential.objects.filter(user_id=OuterRef(user_ref)))
+
+
 def with_recovery_flag(queryset: Any) -> Any:
-    """Annotate ``has_recovery_codes`` on a UserTwoFactor queryset (no extra statement)."""
+    """Annotate ``has_recovery_codes`` and ``has_webauthn`` on a UserTwoFactor queryset (no extra statement)."""
     return queryset.annotate(
-        has_recovery_codes=Exists(RecoveryCode.objects.filter(user_id=OuterRef("user_id")))
+        has_recovery_codes=Exists(RecoveryCode.objects.filter(user_id=OuterRef("user_id"))),
+        has_webauthn=webauthn_flag(),
     )
 
 
@@ -184,7 +202,8 @@ def load_state(user: AbstractBaseUser | Any) -> TwoFactorState:
     row = rows[0]
     address = user_email(given if given is not None else row.user)
     return state_from_row(
-        user_id, row, has_recovery_codes=getattr(row, "has_recovery_codes", False), has_email=bool(address)
+        user_id, row, has_recovery_codes=getattr(row, "has_recovery_codes", False), has_email=bool(address),
+        has_webauthn=getattr(row, "has_webauthn", False),
     )
 
 
@@ -198,6 +217,8 @@ class PendingLogin:
     token: EphemeralToken
     user: AbstractBaseUser
     state: TwoFactorState
+    # The browser challenge cookie the login was presented with (a WebAuthn step binds its challenge to it).
+    challenge: str = ""
 
     @property
     def methods(self) -> list[str]:
@@ -226,6 +247,11 @@ class Factor(Protocol):
 
     def accept_user_code(self, user: AbstractBaseUser, state: TwoFactorState, code: str, *, now: datetime) -> bool:
         """Return whether ``code`` proves a logged-in user's presence (and use it up); False if never."""
+
+    # Optional (``webauthn_factor``): ``read_answer(code) -> str`` reads a structured answer
+    # instead of ``clean_code`` + ``normalize``; ``COUNTED_ON_FAILURE = True`` makes the login
+    # step count a failed answer against the budget after the check instead of every attempt
+    # before it (an unguessable signature: a valid one is never refused for others' failures).
 
 
 _REGISTRY: dict[str, Factor] = {}
@@ -263,8 +289,14 @@ def read_code(method: Any, code: Any) -> tuple[Factor, str | None]:
     normal form: None when it cannot be one of its codes (the caller refuses
     it with InvalidCode without spending the user's budget).
     """
+    known = is_plain_text(method, max_length=16) and method in METHODS
+    reader = getattr(_REGISTRY.get(method), "read_answer", None) if known else None
+    if reader is not None:
+        # A factor whose answer is structured (WebAuthn's assertion JSON) reads it itself:
+        # InvalidInput when malformed, else the answer as canonical text.
+        return get(method), reader(code)
     text = clean_code(code)
-    if not is_plain_text(method, max_length=16) or method not in METHODS:
-        raise InvalidInput(gettext("method must be one of: totp, email, recovery."), field="method")
+    if not known:
+        raise InvalidInput(gettext("method must be one of: totp, webauthn, email, recovery."), field="method")
     factor = get(method)
     return factor, factor.normalize(text)

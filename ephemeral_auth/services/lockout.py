@@ -59,7 +59,7 @@ from ..models import EventType, RateLimitEvent, RecoveryCode, UserTwoFactor
 from ..signals import user_locked_out
 from . import ratelimit
 from .devices import remember_device, trusted_device  # the device cookie's 0.1 place: re-exported
-from .factors import TwoFactorState, fingerprint
+from .factors import TwoFactorState, fingerprint, webauthn_flag
 from .inputs import fold
 
 __all__ = [
@@ -208,11 +208,12 @@ def _candidates(identifier: str) -> Any:
             _ea_totp_at=F("two_factor__totp_confirmed_at"),
             _ea_email_at=F("two_factor__email_confirmed_at"),
             _ea_changed_at=F("two_factor__changed_at"),
+            _ea_webauthn=webauthn_flag("pk"),
         )
         .order_by("-_ea_named", "pk")
         .values_list(
             "_ea_pk", "_ea_name", "_ea_named", "_ea_totp", "_ea_email", "_ea_codes", "_ea_address",
-            "_ea_totp_at", "_ea_email_at", "_ea_changed_at",
+            "_ea_totp_at", "_ea_email_at", "_ea_changed_at", "_ea_webauthn",
         )[:MAX_CANDIDATES]
     )
 
@@ -241,7 +242,7 @@ def _pick(rows: list[Any], identifier: str) -> Account | None:
         matches = [row for row in rows if isinstance(row[6], str) and row[6] and fold(row[6]) == folded]
     if len(matches) != 1:
         return None
-    pk, name, _named, totp, email, codes, address, totp_at, email_at, changed_at = matches[0]
+    pk, name, _named, totp, email, codes, address, totp_at, email_at, changed_at, webauthn = matches[0]
     pk = get_user_model()._meta.pk.to_python(pk)  # type: ignore[union-attr]
     state = TwoFactorState(
         user_id=pk,
@@ -253,6 +254,7 @@ def _pick(rows: list[Any], identifier: str) -> Account | None:
             changed_at=_aware(changed_at),
         ),
         email_usable=bool(address),
+        webauthn=bool(webauthn),
     )
     return Account(pk=pk, username=str(name), state=state)
 

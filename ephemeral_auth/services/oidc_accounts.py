@@ -27,7 +27,7 @@ from .. import clock
 from ..exceptions import OIDCError
 from ..models import OIDCIdentity, RecoveryCode, UserTwoFactor
 from . import engine
-from .factors import TwoFactorState, state_from_row, user_email
+from .factors import TwoFactorState, state_from_row, user_email, webauthn_flag
 from .inputs import fold, is_plain_text
 from .oidc_provider import Provider
 
@@ -118,7 +118,10 @@ def find_linked_user(provider: Provider, subject: str, *, issuer: str) -> Linked
     legacy = legacy_identity_key(provider.slug, subject)
     identity = (
         OIDCIdentity.objects.select_related("user", "user__two_factor")
-        .annotate(_ea_has_codes=Exists(RecoveryCode.objects.filter(user_id=OuterRef("user_id"))))
+        .annotate(
+            _ea_has_codes=Exists(RecoveryCode.objects.filter(user_id=OuterRef("user_id"))),
+            _ea_has_webauthn=webauthn_flag(),
+        )
         .filter(subject_key__in=[key, legacy])
         .order_by("-subject_key")[:2]
     )
@@ -142,6 +145,7 @@ def find_linked_user(provider: Provider, subject: str, *, issuer: str) -> Linked
         row,
         has_recovery_codes=bool(getattr(found, "_ea_has_codes", False)),
         has_email=bool(user_email(user)),
+        has_webauthn=bool(getattr(found, "_ea_has_webauthn", False)),
     )
     return LinkedUser(user=user, state=state)
 

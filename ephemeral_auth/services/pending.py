@@ -125,5 +125,10 @@ def peek_pending(raw: Any, *, challenge: Any, now: datetime | None = None) -> Pe
         row = None
     # Which methods this login may use is on the token; the state serves the
     # budget (its success stamp) and the session mark (its fingerprint).
-    state = state_from_row(user.pk, row, has_recovery_codes=True, has_email=bool(user_email(user)))
-    return PendingLogin(token=token, user=user, state=state)
+    # WebAuthn: the methods were computed from the user's credentials when the login began
+    # (adding or removing one revokes the pending logins), so no other read is needed.
+    state = state_from_row(
+        user.pk, row, has_recovery_codes=True, has_email=bool(user_email(user)),
+        has_webauthn="webauthn" in token.method_list,
+    )
+    return PendingLogin(token=token, user=user, state=state, challenge=str(challenge))

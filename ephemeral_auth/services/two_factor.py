@@ -39,7 +39,7 @@ from django.core.exceptions import ValidationError
 from django.db import router
 from django.utils.translation import gettext
 
-from ..models import RecoveryCode, TokenType, UserTwoFactor
+from ..models import RecoveryCode, TokenType, UserTwoFactor, WebAuthnCredential
 from ..signals import authenticator_removed, send_on_commit
 from . import recovery, tokens
 from .budget import count_attempt, forgive_failures, note_failure, two_factor_key
@@ -53,6 +53,7 @@ from .factors import (
     load_state,
     state_from_row,
     user_email,
+    webauthn_flag,
     with_recovery_flag,
 )
 from .proof import Proof, check_user_code, note_change, recently_authenticated, require_fresh_proof
@@ -114,9 +115,9 @@ def __getattr__(name: str) -> Any:
 def reset_two_factor(user: AbstractBaseUser) -> None:
     """Remove every second factor of ``user`` and revoke their pending 2FA tokens.
 
-    Deletes the TOTP secret (active and pending), the email-code flag and the
-    recovery codes, and revokes outstanding ``pre_auth`` and
-    ``email_otp_setup`` tokens, so a half-finished login or enrolment cannot
+    Deletes the TOTP secret (active and pending), the email-code flag, the
+    WebAuthn credentials and the recovery codes, and revokes outstanding
+    ``pre_auth``, ``email_otp_setup`` and WebAuthn challenge tokens, so a half-finished login or enrolment cannot
     complete against the old configuration. Like any change of the
     configuration it ends the user's sessions (their fingerprint no longer
     matches: the middleware logs them out at its next check).
@@ -132,8 +133,15 @@ def reset_two_factor(user: AbstractBaseUser) -> None:
             authenticator_removed, sender=UserTwoFactor, using=router.db_for_write(UserTwoFactor),
             user=user, method=method, request=None,
         )
+    WebAuthnCredential.objects.filter(user_id=user.pk).delete()
     RecoveryCode.objects.filter(user_id=user.pk).delete()
-    tokens.revoke_tokens(user=user, token_types=[TokenType.PRE_AUTH, TokenType.EMAIL_OTP_SETUP])
+    tokens.revoke_tokens(
+        user=user,
+        token_types=[
+            TokenType.PRE_AUTH, TokenType.EMAIL_OTP_SETUP, TokenType.WEBAUTHN_REGISTER, TokenType.WEBAUTHN_LOGIN,
+            TokenType.PASSKEY_LOGIN,
+        ],
+    )
     logger.info("two-factor authentication reset for user #%s", user.pk)
 
 
@@ -144,19 +152,30 @@ def _enrolled_methods(user: AbstractBaseUser) -> list[str]:
     """
     if not authenticator_removed.has_listeners(UserTwoFactor):
         return []
-    row = UserTwoFactor.objects.filter(pk=user.pk).only("totp_secret", "totp_confirmed_at", "email_enabled").first()
+    row = (
+        UserTwoFactor.objects.filter(pk=user.pk)
+        .annotate(has_webauthn=webauthn_flag())
+        .only("totp_secret", "totp_confirmed_at", "email_enabled")
+        .first()
+    )
     if row is None:
         return []
-    return enrolled_methods(totp=row.totp_enabled, email=row.email_enabled)
+    return enrolled_methods(
+        totp=row.totp_enabled, email=row.email_enabled, webauthn=bool(getattr(row, "has_webauthn", False))
+    )
 
 
 def status(user: AbstractBaseUser) -> dict[str, Any]:
-    """Return what the user has enrolled: ``{"totp", "email", "recovery_codes_remaining"}``."""
+    """Return what the user has enrolled: ``{"totp", "email", "webauthn", "recovery_codes_remaining", ...}``.
+
+    ``webauthn`` is the number of security keys and passkeys.
+    """
     state = load_state(user)
     return {
         "totp": state.totp,
         "email": state.email,
         "email_usable": state.email and state.email_usable,
+        "webauthn": WebAuthnCredential.objects.filter(user_id=user.pk).count() if state.webauthn else 0,
         "recovery_codes_remaining": recovery.remaining(user),
         "totp_pending": bool(state.row is not None and state.row.totp_pending_secret),
     }

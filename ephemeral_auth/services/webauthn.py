@@ -358,7 +358,8 @@ def complete_authentication(
     if owner_pk is not None:
         queryset = queryset.filter(user_id=owner_pk)
     if user is None:
-        queryset = queryset.select_related("user")
+        # With the user's 2FA row: the passkey login marks the session without another read.
+        queryset = queryset.select_related("user", "user__two_factor")
     rows = list(queryset[:1])
     if not rows or bytes(rows[0].credential_id) != parsed.credential_id:
         raise _verification_failed("unknown credential")

@@ -19,6 +19,7 @@ from ..backends import REFUSAL_ATTRIBUTE
 from ..exceptions import InvalidCredentials, InvalidInput, MethodNotEnabled, RateLimited
 from ..http import best_effort
 from ..services import email_otp, recovery, totp, two_factor
+from .api_webauthn import read_credential
 from .json import api_view, optional_text, parse_json, required_text
 from .responses import (
     clear_login_cookies,
@@ -60,7 +61,12 @@ def verify(request: HttpRequest) -> HttpResponse:
     data = parse_json(request)
     raw = required_text(data, "pre_auth_token", max_length=TOKEN)
     method = required_text(data, "method", max_length=16)
-    code = required_text(data, "code", max_length=CODE)
+    code: Any
+    if method == "webauthn":
+        # The security key's answer (AuthenticationResponseJSON), as "credential" or as "code".
+        code = read_credential(data, "credential" if "credential" in data else "code")
+    else:
+        code = required_text(data, "code", max_length=CODE)
     user = login_service.verify_login(
         request, pre_auth_token=raw, challenge=read_challenge(request), method=method, code=code
     )
@@ -197,10 +203,11 @@ def _check_password(request: HttpRequest, user: Any, password: str) -> None:
 def _check_code(request: HttpRequest, user: Any, method: str, code: str) -> None:
     """Check a TOTP or recovery code against the user's 2FA budget; a right code is used up, as at login."""
     if method not in two_factor.METHODS:
-        raise InvalidInput(gettext("method must be one of: totp, email, recovery."), field="method")
+        raise InvalidInput(gettext("method must be one of: totp, webauthn, email, recovery."), field="method")
     state = two_factor.load_state(user)
-    if method == "email" or method not in state.methods(user):
-        # Email codes are not accepted for reauthentication (yet): nothing sends one.
+    if method in ("email", "webauthn") or method not in state.methods(user):
+        # Email codes are not accepted for reauthentication (yet): nothing sends one; nor is a
+        # security key (its assertion needs a ceremony of its own).
         raise MethodNotEnabled()
     two_factor.check_user_code(
         user, code, allow_totp=method == "totp", allow_recovery=method == "recovery", request=request, state=state

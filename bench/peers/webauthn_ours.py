@@ -1,17 +1,22 @@
 """ephemeral_auth's side of bench/peers/webauthn_flow.py.
 
-Enrolment (setup, not measured) goes through the services a registration
-view calls: ``webauthn.begin_registration`` / ``complete_registration``
-(the real ceremony, the software authenticator answering), plus, when the
-factor module exists, what registering through the views records
-(``webauthn_factor.complete_registration``: the 2FA state and recovery codes).
+Enrolment (setup, not measured) goes through the services the registration
+views call (``webauthn_factor.begin_registration`` / ``complete_registration``
+with a trusted caller's proof): the real ceremony, the software authenticator
+answering, and what registering records (the 2FA state, recovery codes).
 
-The logins go through the JSON API (docs/http-api.md) with the test client.
+The logins go through the JSON API (docs/http-api.md) with the test client:
+
+* passkey: ``POST passkey/options/`` (sets the WebAuthn cookie), then
+  ``POST passkey/login/`` ``{"credential": ...}``;
+* security key: ``POST login/`` (``2fa_required``), ``POST 2fa/webauthn/options/``
+  ``{"pre_auth_token"}``, then ``POST 2fa/webauthn/verify/``
+  ``{"pre_auth_token", "credential"}``;
+* TOTP: ``POST login/``, then ``POST 2fa/verify/`` (as bench/peers/flow.py).
 """
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 import pyotp
@@ -22,28 +27,23 @@ from bench.peers.webauthn_common import PASSWORD, Subject, authenticator
 
 LOGIN_URL = "/api/auth/login/"
 VERIFY_URL = "/api/auth/2fa/verify/"
+KEY_OPTIONS_URL = "/api/auth/2fa/webauthn/options/"
+KEY_VERIFY_URL = "/api/auth/2fa/webauthn/verify/"
+PASSKEY_OPTIONS_URL = "/api/auth/passkey/options/"
+PASSKEY_LOGIN_URL = "/api/auth/passkey/login/"
 SETUP_CHALLENGE = "bench-setup-browser-challenge-0123456789"
-HAS_FACTOR = importlib.util.find_spec("ephemeral_auth.services.webauthn_factor") is not None
 
 
 def _register(user: Any, *, passkey: bool) -> Subject:
-    from ephemeral_auth.services import webauthn
+    from ephemeral_auth.services import webauthn_factor
+    from ephemeral_auth.services.proof import Proof
 
     key = authenticator(passkey=passkey)
-    if HAS_FACTOR:
-        from ephemeral_auth.services import webauthn_factor
-        from ephemeral_auth.services.proof import Proof
-
-        proof = Proof.trusted_caller()
-        options = webauthn_factor.begin_registration(
-            user, proof=proof, browser_challenge=SETUP_CHALLENGE, passkey=passkey
-        )
-        webauthn_factor.complete_registration(
-            user, key.create(options), proof=proof, browser_challenge=SETUP_CHALLENGE, name="bench key"
-        )
-    else:
-        options = webauthn.begin_registration(user, browser_challenge=SETUP_CHALLENGE, passkey=passkey)
-        webauthn.complete_registration(user, key.create(options), browser_challenge=SETUP_CHALLENGE, name="bench key")
+    proof = Proof.trusted_caller()
+    options = webauthn_factor.begin_registration(user, proof=proof, browser_challenge=SETUP_CHALLENGE, passkey=passkey)
+    webauthn_factor.complete_registration(
+        user, key.create(options), proof=proof, browser_challenge=SETUP_CHALLENGE, name="bench key"
+    )
     return Subject(user.get_username(), key=key)
 
 
@@ -84,63 +84,26 @@ def login_totp(subject: Subject, client: Client, rec: Any) -> Client:
     return client
 
 
-# Services level (used only while the HTTP endpoints do not exist): what a view would call.
+def _json(client: Client, url: str, data: dict[str, Any]) -> Any:
+    return client.post(url, data, content_type="application/json")
 
 
-def _session_client(client: Client, user: Any) -> Client:
-    from django.contrib.auth import login
-    from django.contrib.sessions.middleware import SessionMiddleware
-    from django.http import HttpResponse
-    from django.test import RequestFactory
-
-    request = RequestFactory().post("/")
-    SessionMiddleware(lambda r: HttpResponse()).process_request(request)
-    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-    request.session.save()
-    client.cookies["sessionid"] = request.session.session_key
-    return client
-
-
-def login_passkey_services(subject: Subject, client: Client, rec: Any) -> Client:
-    from ephemeral_auth.services import webauthn
-
+def login_passkey(subject: Subject, client: Client, rec: Any) -> Client:
     assert subject.key is not None
-    browser = f"bench-browser-{subject.username}-0123456789abcdef"
-    options = rec("options", lambda: webauthn.begin_authentication(
-        None, browser_challenge=browser, purpose=webauthn.PASSKEY
-    ))
-    assertion = subject.key.get(options)
-    user, _credential = rec("verify", lambda: webauthn.complete_authentication(assertion, browser_challenge=browser))
-    return rec("verify", lambda: _session_client(client, user))
-
-
-login_passkey = login_passkey_services
-
-
-def login_security_key_services(subject: Subject, client: Client, rec: Any) -> Client:
-    """The password step over HTTP, then the WebAuthn ceremony of the second factor at the services level.
-
-    Only the ceremony (the challenge's INSERT with the user's credentials, then
-    its DELETE, the credential's SELECT and UPDATE): no login is completed
-    by it, since the second-factor endpoints do not exist yet.
-    """
-    from django.contrib.auth import get_user_model
-
-    from ephemeral_auth.services import webauthn
-
-    assert subject.key is not None
-    first = rec("password", lambda: client.post(
-        LOGIN_URL, {"username": subject.username, "password": PASSWORD}, content_type="application/json"
-    ))
+    first = rec("options", lambda: _json(client, PASSKEY_OPTIONS_URL, {}))
     assert first.status_code == 200, first.content
-    user = get_user_model().objects.get(username=subject.username)
-    browser = f"bench-browser-{subject.username}-0123456789abcdef"
-    options = rec("options", lambda: webauthn.begin_authentication(
-        user, browser_challenge=browser, purpose=webauthn.SECOND_FACTOR
-    ))
-    assertion = subject.key.get(options)
-    rec("verify", lambda: webauthn.complete_authentication(assertion, browser_challenge=browser, user=user))
+    assertion = subject.key.get(first.json()["publicKey"])
+    second = rec("verify", lambda: _json(client, PASSKEY_LOGIN_URL, {"credential": assertion}))
+    assert second.status_code == 200 and second.json()["status"] == "authenticated", second.content
     return client
 
 
-login_security_key = login_security_key_services
+def login_security_key(subject: Subject, client: Client, rec: Any) -> Client:
+    assert subject.key is not None
+    token = _password(subject, client, rec)["pre_auth_token"]
+    first = rec("options", lambda: _json(client, KEY_OPTIONS_URL, {"pre_auth_token": token}))
+    assert first.status_code == 200, first.content
+    assertion = subject.key.get(first.json()["publicKey"])
+    second = rec("verify", lambda: _json(client, KEY_VERIFY_URL, {"pre_auth_token": token, "credential": assertion}))
+    assert second.status_code == 200 and second.json()["status"] == "authenticated", second.content
+    return client

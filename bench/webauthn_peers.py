@@ -6,7 +6,8 @@
 Needs the peers installed: pip install -e '.[bench]' (django-allauth[mfa],
 which brings fido2). Each round runs every system once, in alternating
 order, each in a fresh process on a fresh database
-(bench/peers/webauthn_flow.py), so machine noise spreads over both. Every
+(bench/peers/webauthn_flow.py), and the order of the three flows inside
+each process turns round by round, so machine noise spreads over all. Every
 login goes through the system's HTTP views with Django's test client; a
 software authenticator (tests/webauthn_authenticator.py) answers each
 challenge with a real ES256 assertion. Prints statements, commits and cache
@@ -40,8 +41,8 @@ TITLES = {
 }
 
 
-def _run(system: str, iterations: int, backend: str, cache: str) -> dict[str, Any]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), BENCH_CACHE=cache)
+def _run(system: str, iterations: int, backend: str, cache: str, flows: list[str]) -> dict[str, Any]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), BENCH_CACHE=cache, BENCH_FLOW_ORDER=",".join(flows))
     with tempfile.TemporaryDirectory() as tmp:
         if backend == "postgres":
             name = f"bench_webauthn_{system}"
@@ -122,8 +123,12 @@ def main() -> None:
     results: dict[str, list[dict[str, Any]]] = {s: [] for s in SYSTEMS}
     for round_no in range(args.rounds):
         order = SYSTEMS[round_no % len(SYSTEMS):] + SYSTEMS[: round_no % len(SYSTEMS)]
+        # The flows run one after the other in each process: their order turns too (the same for every
+        # system within a round, so a round's ratios compare flows run at the same place).
+        flows = list(TITLES)
+        flows = flows[round_no % len(flows):] + flows[: round_no % len(flows)]
         for system in order:
-            results[system].append(_run(system, args.iterations, args.backend, args.cache))
+            results[system].append(_run(system, args.iterations, args.backend, args.cache, flows))
         print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr)
     report(results, args)
     if args.json:

@@ -148,7 +148,8 @@ def main() -> None:
             name = f"{flow}{i}"
             user = User.objects.create_user(name, f"{name}@example.com", PASSWORD)
             subjects[flow].append(getattr(SIDE, f"enrol_{flow}")(user))
-    results = {flow: run_flow(n, flow, subjects[flow]) for n, flow in enumerate(FLOWS)}
+    order = os.environ.get("BENCH_FLOW_ORDER", ",".join(FLOWS)).split(",")
+    results = {flow: run_flow(FLOWS.index(flow), flow, subjects[flow]) for flow in order}
     print(json.dumps({"system": SYSTEM, "vendor": connection.vendor, "iterations": ITERATIONS, "flows": results}))
 
 

@@ -92,6 +92,12 @@ def report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -
             ratios = [o["flows"][flow]["logins_per_second"] / p["flows"][flow]["logins_per_second"] for o, p in pairs]
             print(f"  throughput ours / {peer}, per round: {_ratio(ratios)}")
 
+    for system, runs in results.items():
+        for flow in TITLES:
+            counts = {run["flows"][flow]["data_statements"] for run in runs}
+            if len(counts) > 1:
+                print(f"\nnote: {system} {flow}: the data statements differed between rounds: {sorted(counts)}")
+
     print("\nBudgets of issue 15 (data statements: SELECT/INSERT/UPDATE/DELETE)")
     ours = first["ours"]
     passkey = ours["passkey"]["data_statements"]

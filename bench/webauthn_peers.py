@@ -74,8 +74,30 @@ def _steps(figures: dict[str, Any], key: str) -> str:
     return f"{figures[key]} ({' + '.join(parts)})"
 
 
+def machine() -> dict[str, Any]:
+    """The machine line: CPU, cores, load, versions, commit."""
+    from importlib.metadata import version
+
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "")
+    except OSError:
+        pass
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()],
+        "python": sys.version.split()[0], "django": version("django"), "django-allauth": version("django-allauth"),
+        "fido2": version("fido2"), "commit": commit,
+    }
+
+
 def report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> None:
     first = {system: runs[0]["flows"] for system, runs in results.items()}
+    print(f"\nMachine: {args.machine}")
+    print(f"Database: {results['ours'][0].get('db_version', args.backend)}")
     print(f"\n{args.backend}, {args.rounds} rounds x {args.iterations} logins per flow, DB sessions, "
           f"MD5 hasher, {args.cache} cache; statements of one steady-state login, per request in brackets")
     for flow, title in TITLES.items():
@@ -126,6 +148,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     args = parser.parse_args()
 
+    args.machine = machine()
     results: dict[str, list[dict[str, Any]]] = {s: [] for s in SYSTEMS}
     for round_no in range(args.rounds):
         order = SYSTEMS[round_no % len(SYSTEMS):] + SYSTEMS[: round_no % len(SYSTEMS)]
@@ -136,9 +159,18 @@ def main() -> None:
         for system in order:
             results[system].append(_run(system, args.iterations, args.backend, args.cache, flows))
         print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr)
+    args.machine["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     report(results, args)
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        # The SQL text of the first round only (every round runs the same statements).
+        for runs in results.values():
+            for run in runs[1:]:
+                for figures in run["flows"].values():
+                    for request in figures["requests"]:
+                        request.pop("sql", None)
+        args.json.write_text(json.dumps({"machine": args.machine, "args": {
+            "backend": args.backend, "cache": args.cache, "rounds": args.rounds, "iterations": args.iterations,
+        }, "results": results}, indent=1))
 
 
 if __name__ == "__main__":

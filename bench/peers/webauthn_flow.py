@@ -138,6 +138,16 @@ def run_flow(flow_no: int, flow: str, subjects: list[Any]) -> dict[str, Any]:
     return {**figures, "iterations": len(timed), "seconds": elapsed, "logins_per_second": len(timed) / elapsed}
 
 
+def database_version() -> str:
+    if connection.vendor == "sqlite":
+        import sqlite3
+
+        return f"SQLite {sqlite3.sqlite_version}"
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        return f"PostgreSQL {cursor.fetchone()[0]}"
+
+
 def main() -> None:
     call_command("migrate", verbosity=0)
     User = get_user_model()
@@ -150,7 +160,10 @@ def main() -> None:
             subjects[flow].append(getattr(SIDE, f"enrol_{flow}")(user))
     order = os.environ.get("BENCH_FLOW_ORDER", ",".join(FLOWS)).split(",")
     results = {flow: run_flow(FLOWS.index(flow), flow, subjects[flow]) for flow in order}
-    print(json.dumps({"system": SYSTEM, "vendor": connection.vendor, "iterations": ITERATIONS, "flows": results}))
+    print(json.dumps({
+        "system": SYSTEM, "vendor": connection.vendor, "db_version": database_version(), "iterations": ITERATIONS,
+        "flows": results,
+    }))
 
 
 if __name__ == "__main__":

@@ -139,6 +139,42 @@ def report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -
     print(f"  ours, security-key login / TOTP login throughput, same process: {_ratio(own)}")
 
 
+NAMES = {
+    "ours": "ephemeral_auth", "allauth": "django-allauth (HTML views)", "allauth_headless": "django-allauth (headless)",
+}
+
+
+def markdown(paths: list[Path]) -> None:
+    """The tables of docs/benchmarks.md from results files (one per backend)."""
+    loaded = [json.loads(path.read_text()) for path in paths]
+    print("| flow | system | data statements (per request) | all statements | commits with writes "
+          "| cache operations |")
+    print("|---|---|---|---|---|---|")
+    first = loaded[0]["results"]
+    for flow in TITLES:
+        for system in SYSTEMS:
+            figures = first[system][0]["flows"][flow]
+            print(f"| {flow.replace('_', ' ')} | {NAMES[system]} | {_steps(figures, 'data_statements')} "
+                  f"| {figures['all_statements']} | {figures['write_commits']} | {figures['cache_ops']} |")
+    print("\n| flow | database | rounds x logins | ephemeral_auth logins/s | django-allauth (HTML) logins/s "
+          "| django-allauth (headless) logins/s | ours / allauth (HTML) | ours / allauth (headless) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for flow in TITLES:
+        for data in loaded:
+            results, args = data["results"], data["args"]
+            cells = []
+            for system in SYSTEMS:
+                rates = [run["flows"][flow]["logins_per_second"] for run in results[system]]
+                cells.append(f"{statistics.median(rates):.1f} ({min(rates):.1f}–{max(rates):.1f})")
+            for peer in SYSTEMS[1:]:
+                ratios = [o["flows"][flow]["logins_per_second"] / p["flows"][flow]["logins_per_second"]
+                          for o, p in zip(results["ours"], results[peer], strict=True)]
+                cells.append(f"**{statistics.median(ratios):.2f}×** ({min(ratios):.2f}–{max(ratios):.2f}×)")
+            database = results["ours"][0].get("db_version", args["backend"]).split(" (")[0]
+            print(f"| {flow.replace('_', ' ')} | {database} | {args['rounds']} × {args['iterations']} | "
+                  + " | ".join(cells) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
@@ -146,7 +182,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--iterations", type=int, default=150)
     parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--markdown", type=Path, nargs="+", metavar="JSON",
+                        help="print the tables of docs/benchmarks.md from results files, and run nothing")
     args = parser.parse_args()
+    if args.markdown:
+        markdown(args.markdown)
+        return
 
     args.machine = machine()
     results: dict[str, list[dict[str, Any]]] = {s: [] for s in SYSTEMS}

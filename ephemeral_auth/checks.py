@@ -124,7 +124,25 @@ def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
                 "rate-limit service inside a transaction weaken its concurrency guarantee.",
                 id="ephemeral_auth.W002"))
     errors.extend(_check_oidc_backend())
+    errors.extend(_check_webauthn())
     return errors
+
+
+def _check_webauthn() -> list[Any]:
+    """E025: passkey sign-in needs a relying party id; E026: the WebAuthn settings' types."""
+    rp_id, origins = conf.get("WEBAUTHN_RP_ID"), conf.get("WEBAUTHN_ORIGINS")
+    found = []
+    if not isinstance(rp_id, str) or (isinstance(origins, str) or not all(isinstance(o, str) for o in origins or [])):
+        found.append(Error("EPHEMERAL_AUTH_WEBAUTHN_RP_ID must be text and EPHEMERAL_AUTH_WEBAUTHN_ORIGINS a list of "
+                           "origins.", id="ephemeral_auth.E026"))
+    elif conf.get("PASSKEY_LOGIN") and not rp_id:
+        found.append(Error(
+            "EPHEMERAL_AUTH_PASSKEY_LOGIN is on but EPHEMERAL_AUTH_WEBAUTHN_RP_ID is empty: passkey sign-in "
+            "answers method_not_enabled.",
+            hint='Set EPHEMERAL_AUTH_WEBAUTHN_RP_ID to the site\'s domain (e.g. "example.com"; "localhost" in '
+                 "development) and EPHEMERAL_AUTH_WEBAUTHN_ORIGINS to its origins.",
+            id="ephemeral_auth.E025"))
+    return found
 
 
 def _oidc_configured() -> bool:

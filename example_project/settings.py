@@ -22,6 +22,9 @@ env = environ.Env(
     EMAIL_FILE_PATH=(str, str(BASE_DIR / "sent_emails")),
     TRUSTED_PROXIES=(list, []),
     SECURE_COOKIES=(bool, False),
+    WEBAUTHN_RP_ID=(str, "localhost"),
+    WEBAUTHN_ORIGINS=(list, ["http://localhost:8000"]),
+    PASSKEY_LOGIN=(bool, True),
 )
 environ.Env.read_env(BASE_DIR / ".env")
 
@@ -149,6 +152,16 @@ CSRF_COOKIE_SECURE = env("SECURE_COOKIES")
 
 EPHEMERAL_AUTH_TRUSTED_PROXIES = env("TRUSTED_PROXIES")
 EPHEMERAL_AUTH_TOTP_ISSUER = "ephemeral_auth demo"
+
+# Security keys and passkeys (docs/two-factor.md, "Security keys and passkeys"). Browsers offer
+# WebAuthn only in a secure context: HTTPS, or http://localhost. 127.0.0.1 is not a valid relying
+# party id (an IP address never is), so open the demo at http://localhost:8000/, not 127.0.0.1.
+# Another port or host: WEBAUTHN_ORIGINS=http://localhost:8001 (and WEBAUTHN_RP_ID=your.domain).
+EPHEMERAL_AUTH_WEBAUTHN_RP_ID = env("WEBAUTHN_RP_ID")
+EPHEMERAL_AUTH_WEBAUTHN_RP_NAME = "ephemeral_auth demo"
+EPHEMERAL_AUTH_WEBAUTHN_ORIGINS = env("WEBAUTHN_ORIGINS")
+# Passwordless sign-in with a passkey (the "Sign in with a passkey" button on the login page).
+EPHEMERAL_AUTH_PASSKEY_LOGIN = env("PASSKEY_LOGIN")
 
 # OIDC sign-in (docs/oidc.md), all from the environment:
 #   OIDC_PROVIDERS           JSON {slug: {name, discovery_url, client_id, client_secret, ...}}

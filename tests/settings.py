@@ -20,6 +20,10 @@ SECRET_KEY = "tests-secret-key-that-is-long-enough-for-hmac-0123456789abcdef"
 DEBUG = False
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 LOGGING = {"version": 1, "disable_existing_loggers": False}
+# WebAuthn off unless a test turns it on (tests/webauthn_support.py: the relying_party fixture).
+EPHEMERAL_AUTH_WEBAUTHN_RP_ID = ""
+EPHEMERAL_AUTH_WEBAUTHN_ORIGINS = []
+EPHEMERAL_AUTH_PASSKEY_LOGIN = False
 
 # A second database for tests/test_routing.py: the tables EPHEMERAL_AUTH_DATABASE
 # routes live there while those tests turn the setting on (override_settings).

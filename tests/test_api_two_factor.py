@@ -403,7 +403,8 @@ def test_status_requires_login(client):
 
 def test_totp_enrolment(logged_in, user, clock):
     assert logged_in.get("/api/auth/2fa/").json() == {
-        "totp": False, "email": False, "email_usable": False, "recovery_codes_remaining": 0, "totp_pending": False,
+        "totp": False, "email": False, "email_usable": False, "webauthn": 0, "recovery_codes_remaining": 0,
+        "totp_pending": False,
     }
     setup = post(logged_in, "/api/auth/2fa/totp/setup/").json()
     assert set(setup) == {"secret", "provisioning_uri", "qr_svg"}
@@ -418,7 +419,8 @@ def test_totp_enrolment(logged_in, user, clock):
     assert len(codes) == 10 and all(re.fullmatch(r"[A-Z2-9]{5}-[A-Z2-9]{5}", c) for c in codes)
     status = logged_in.get("/api/auth/2fa/").json()
     assert status == {
-        "totp": True, "email": False, "email_usable": False, "recovery_codes_remaining": 10, "totp_pending": False,
+        "totp": True, "email": False, "email_usable": False, "webauthn": 0, "recovery_codes_remaining": 10,
+        "totp_pending": False,
     }
     # This session enrolled the factor, so it stays verified.
     assert logged_in.get("/api/auth/me/").json()["two_factor_verified"] is True

@@ -35,7 +35,14 @@ from django.test import Client
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from ephemeral_auth.models import EphemeralToken, OIDCIdentity, RateLimitEvent, RecoveryCode, UserTwoFactor
+from ephemeral_auth.models import (
+    EphemeralToken,
+    OIDCIdentity,
+    RateLimitEvent,
+    RecoveryCode,
+    UserTwoFactor,
+    WebAuthnCredential,
+)
 from ephemeral_auth.views.json import MAX_BODY_BYTES, STATUS_BY_CODE
 from tests.factories import PASSWORD, UserFactory, enable_email_codes, enrol_totp, login_verified
 
@@ -53,6 +60,7 @@ TABLES = {
     "UserTwoFactor": UserTwoFactor,
     "RecoveryCode": RecoveryCode,
     "OIDCIdentity": OIDCIdentity,
+    "WebAuthnCredential": WebAuthnCredential,
     "User": get_user_model(),
     "Session": Session,
 }
@@ -77,6 +85,15 @@ ALLOWED_EVENT_WRITES = {
     # reauthenticate/: a wrong password goes through GuardBackend (login buckets), a wrong code spends 2fa_attempt.
     ("/reauthenticate/", "invalid_credentials"),
     ("/reauthenticate/", "invalid_code"),
+    # WebAuthn: a failed assertion of a login spends 2fa_attempt; a refused passkey answer is
+    # counted for the address (login_ip) and the account from it (login_user_ip).
+    ("/2fa/verify/", "credential_cloned"),
+    ("/2fa/webauthn/verify/", "invalid_code"),
+    ("/2fa/webauthn/verify/", "credential_cloned"),
+    ("/2fa/webauthn/register/options/", "invalid_credentials"),
+    ("/2fa/webauthn/register/", "invalid_credentials"),
+    ("/passkey/login/", "invalid_code"),
+    ("/passkey/login/", "credential_cloned"),
 }
 
 OPERATIONS = sorted(
@@ -219,6 +236,8 @@ STATES = ("anonymous", "logged_in", "verified_2fa", "pending_2fa")
 PREFERRED_STATE = {
     "/2fa/verify/": "pending_2fa",
     "/2fa/email/send/": "pending_2fa",
+    "/2fa/webauthn/options/": "pending_2fa",
+    "/2fa/webauthn/verify/": "pending_2fa",
     **{path: "verified_2fa" for path, _method, operation in OPERATIONS if operation.get("security")},
 }
 # A session state is rebuilt after this much app-clock time (a pending login lives 300 s).
@@ -248,7 +267,7 @@ class World:
             "username": [self.plain.username, self.two_factor.username, self.two_factor.email],
             "password": [PASSWORD],
             "email": [self.plain.email, "nobody@example.com"],
-            "method": ["totp", "email", "recovery"],
+            "method": ["totp", "webauthn", "email", "recovery"],
             "pre_auth_token": [self.pending_token or "none"],
         }[name]
         return known[rng % len(known)]
@@ -352,6 +371,10 @@ def check(world, request, response, before, after):
 def fuzz_settings(settings, reset_jobs):
     # X-Forwarded-For is parsed only for trusted proxies; the test client is 127.0.0.1.
     settings.EPHEMERAL_AUTH_TRUSTED_PROXIES = ["127.0.0.0/8", "::1/128"]
+    # WebAuthn and passkey sign-in on: their endpoints reach the services.
+    settings.EPHEMERAL_AUTH_WEBAUTHN_RP_ID = "testserver"
+    settings.EPHEMERAL_AUTH_WEBAUTHN_ORIGINS = ["http://testserver"]
+    settings.EPHEMERAL_AUTH_PASSKEY_LOGIN = True
     # Small budgets and short windows: the run reaches the 429s and sees the windows drain.
     settings.EPHEMERAL_AUTH_RATE_LIMITS = {
         "login_attempt": (3, 300),

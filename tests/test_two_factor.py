@@ -148,12 +148,12 @@ def test_a_success_stamp_from_the_future_is_ignored(user, now):
 
 
 def test_status(user, now):
-    assert two_factor.status(user) == {"totp": False, "email": False, "email_usable": False,
+    assert two_factor.status(user) == {"totp": False, "email": False, "email_usable": False, "webauthn": 0,
                                        "recovery_codes_remaining": 0, "totp_pending": False}
     enrol_totp(user)
     recovery.generate(user)
     totp.setup(user, code=recovery.generate(user)[0], proof=Proof.trusted_caller(), now=now)
-    assert two_factor.status(user) == {"totp": True, "email": False, "email_usable": False,
+    assert two_factor.status(user) == {"totp": True, "email": False, "email_usable": False, "webauthn": 0,
                                        "recovery_codes_remaining": 9, "totp_pending": True}
 
 

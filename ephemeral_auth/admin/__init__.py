@@ -18,8 +18,9 @@ Security reasoning:
   delete permission on rate-limit events itself.
 
 The pages, one module each: ``tokens``, ``ratelimit`` (with "Locked out
-now"), ``two_factor`` (2FA state and recovery codes), ``identities`` (OIDC
-links); ``base`` holds what they share and ``login`` the admin's login.
+now"), ``two_factor`` (2FA state and recovery codes), ``webauthn`` (security
+keys and passkeys, no key material), ``identities`` (OIDC links); ``base``
+holds what they share and ``login`` the admin's login.
 Importing this package registers every ModelAdmin with ``admin.site``.
 """
 
@@ -31,6 +32,7 @@ from .login import AdminLoginView, secure_admin_login
 from .ratelimit import OccurredFilter, RateLimitEventAdmin
 from .tokens import EphemeralTokenAdmin, TokenStateFilter
 from .two_factor import RecoveryCodeAdmin, TOTPFilter, UserTwoFactorAdmin
+from .webauthn import WebAuthnCredentialAdmin
 
 __all__ = [
     "SECRET_FIELDS",
@@ -44,5 +46,6 @@ __all__ = [
     "TOTPFilter",
     "TokenStateFilter",
     "UserTwoFactorAdmin",
+    "WebAuthnCredentialAdmin",
     "secure_admin_login",
 ]

@@ -10,7 +10,7 @@ from django.contrib.auth import get_permission_codename, get_user_model
 from django.core.exceptions import FieldDoesNotExist
 from django.http import HttpRequest
 
-from ..models import EphemeralToken, RecoveryCode, UserTwoFactor
+from ..models import EphemeralToken, RecoveryCode, UserTwoFactor, WebAuthnCredential
 
 __all__ = ["SECRET_FIELDS", "ReadOnlyAdmin", "has_model_perm", "log_deletions", "user_search_fields"]
 
@@ -19,6 +19,8 @@ SECRET_FIELDS: dict[type, frozenset[str]] = {
     EphemeralToken: frozenset({"token", "challenge_id", "nonce", "code_verifier", "code_hash"}),
     UserTwoFactor: frozenset({"totp_secret", "totp_pending_secret"}),
     RecoveryCode: frozenset({"code_hash"}),
+    # Not secret, but key material and identifiers an admin has no use for.
+    WebAuthnCredential: frozenset({"credential_id", "credential_key", "public_key", "user_handle"}),
 }
 
 

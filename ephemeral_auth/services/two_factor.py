@@ -206,12 +206,15 @@ def email_removal_refused(user: AbstractBaseUser | Any, new_address: Any) -> boo
         return False
     pk: Any = getattr(user, "pk", user)
     row = (
-        UserTwoFactor.objects.filter(pk=pk, email_enabled=True).values_list("totp_secret", "totp_confirmed_at").first()
+        UserTwoFactor.objects.filter(pk=pk, email_enabled=True)
+        .annotate(has_webauthn=webauthn_flag())
+        .values_list("totp_secret", "totp_confirmed_at", "has_webauthn")
+        .first()
     )
     if row is None:
         return False
     totp_on = bool(row[0]) and row[1] is not None  # UserTwoFactor.totp_enabled, read without the row
-    return enrolled_methods(totp=totp_on, email=True) == ["email"]
+    return enrolled_methods(totp=totp_on, email=True, webauthn=bool(row[2])) == ["email"]
 
 
 def check_email_change(instance: Any, *, using: str | None = None, update_fields: Any = None) -> None:

@@ -9,7 +9,7 @@
 #   make lint            ruff check . and mypy ephemeral_auth
 #   make bench           foundation benchmarks (bench/run.py; ARGS=--quick for a smoke run)
 #   make bench-lock      the lock model: who can lock whom out, statements per login step (bench/lock_model.py)
-#   make bench-all       every benchmark of docs/benchmarks.md, one after the other (about 45 minutes)
+#   make bench-all       every benchmark of docs/benchmarks.md, one after the other (about an hour)
 #   make ci              everything CI runs (.ci/run)
 #
 # Database URLs can be overridden, e.g. make test-postgres POSTGRES_URL=postgres://me@127.0.0.1/mydb
@@ -56,7 +56,7 @@ bench: setup
 bench-lock: setup services
 	$(VENV_PYTHON) bench/lock_model.py $(ARGS)
 
-# The peers measured against (django-allauth, django-two-factor-auth, django-axes; mozilla-django-oidc is a
+# The peers measured against (django-allauth with its mfa WebAuthn, django-two-factor-auth, django-axes; mozilla-django-oidc is a
 # dependency already), redis and matplotlib: pip install -e '.[bench]'. Redis must answer on 127.0.0.1:6379.
 bench-peers: setup services
 	$(VENV_PYTHON) -m pip install -q -e '.[bench]'
@@ -65,6 +65,8 @@ bench-all: bench-peers
 	$(VENV_PYTHON) bench/run.py
 	$(VENV_PYTHON) bench/two_factor_peers.py --backend postgres --rounds 7 --iterations 200 --json bench/results/two_factor_peers_postgres.json
 	$(VENV_PYTHON) bench/two_factor_peers.py --backend sqlite --rounds 7 --iterations 150 --json bench/results/two_factor_peers_sqlite.json
+	$(VENV_PYTHON) bench/webauthn_peers.py --backend postgres --rounds 7 --iterations 100 --json bench/results/webauthn_peers_postgres.json
+	$(VENV_PYTHON) bench/webauthn_peers.py --backend sqlite --rounds 7 --iterations 100 --json bench/results/webauthn_peers_sqlite.json
 	$(VENV_PYTHON) bench/alternatives_peers.py
 	$(VENV_PYTHON) bench/http_load.py
 	$(VENV_PYTHON) bench/table_size.py

@@ -1,4 +1,4 @@
-"""Settings shared by the three systems compared in bench/two_factor_peers.py.
+"""Settings shared by the systems compared in bench/two_factor_peers.py and bench/webauthn_peers.py.
 
 Same conditions on every side: database-backed sessions, the same fast
 password hasher, the same database backend, a counting in-process cache.

@@ -83,7 +83,8 @@ def tokens_raw(user, fingerprint, now, days=30):
     from ephemeral_auth.services import tokens
 
     return tokens.issue_token(
-        TokenType.TRUSTED_BROWSER, user=user, code_hash=fingerprint, ttl=timedelta(days=days), now=now
+        TokenType.TRUSTED_BROWSER, user=user, code_hash=trusted_browsers.binding(user, fingerprint),
+        ttl=timedelta(days=days), now=now,
     ).raw
 
 
@@ -99,7 +100,7 @@ def test_issue_stores_only_the_digest_and_the_fingerprint(trusting, totp_user, f
     issued = trusted_browsers.issue(user, fingerprint=state.fingerprint, now=frozen)
     row = EphemeralToken.objects.get()
     assert row.token == crypto.digest_token(issued.raw) and issued.raw not in row.token
-    assert row.code_hash == state.fingerprint
+    assert row.code_hash == trusted_browsers.binding(user, state.fingerprint)  # fingerprint and password
     assert row.user_id == user.pk and row.token_type == TokenType.TRUSTED_BROWSER
     assert row.expires_at == frozen + timedelta(days=30)
     assert issued.expires_in == 30 * 86400
@@ -342,6 +343,21 @@ def test_a_password_change_revokes(trusting, totp_user, clock):
     user.set_password("a new password 123")
     user.save()
     assert not trusted_rows(user).exists()
+
+
+def test_a_password_changed_without_signals_voids_the_trust(trusting, totp_user, clock, django_user_model):
+    # QuerySet.update sends no post_save, so no row is deleted: the binding to the password voids it.
+    from django.contrib.auth.hashers import make_password
+
+    user, secret = totp_user
+    client = Client()
+    trust_login(client, user, secret, clock)
+    assert start(client, user).json()["status"] == "authenticated"  # trusted: the key is skipped
+    post(client, "/api/auth/logout/")
+    django_user_model.objects.filter(pk=user.pk).update(password=make_password(PASSWORD))  # new salt, same text
+    assert trusted_rows(user).exists()
+    assert start(client, user).json()["status"] == "2fa_required"  # the old trust matches nothing
+    assert trusted_browsers.list_for(django_user_model.objects.get(pk=user.pk)) == []
 
 
 def test_list_and_revoke_through_the_api(trusting, totp_user, clock):

@@ -30,6 +30,7 @@ Security reasoning:
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 from dataclasses import dataclass
@@ -48,7 +49,7 @@ from .inputs import is_plain_text
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
 
-__all__ = ["TrustedBrowser", "check", "enabled", "issue", "lifetime", "list_for", "revoke", "revoke_all"]
+__all__ = ["TrustedBrowser", "binding", "check", "enabled", "issue", "lifetime", "list_for", "revoke", "revoke_all"]
 
 logger = logging.getLogger("ephemeral_auth.trusted_browsers")
 
@@ -70,21 +71,38 @@ def enabled() -> bool:
     return lifetime() is not None
 
 
+def binding(user: AbstractBaseUser, fingerprint: str) -> str:
+    """What a trust is bound to: the user's 2FA configuration and their password (64 hex characters).
+
+    ``fingerprint`` changes with any 2FA change; ``get_session_auth_hash()``
+    (an HMAC of the password hash, which Django's sessions use the same way)
+    changes with the password, however it was changed: a reset, the admin,
+    ``set_password`` + ``save``, or a ``QuerySet.update`` that sends no
+    signal. The rows are also deleted on those changes; the binding makes a
+    trust issued in a race with one of them, or one that outlived a change
+    made without signals, match nothing.
+    """
+    password = user.get_session_auth_hash() if hasattr(user, "get_session_auth_hash") else ""
+    return hashlib.sha256(f"{fingerprint}|{password}".encode()).hexdigest()
+
+
 def issue(user: AbstractBaseUser, *, fingerprint: str, now: datetime | None = None) -> tokens.IssuedToken | None:
-    """Trust one browser of ``user`` under the 2FA configuration ``fingerprint``; None when off.
+    """Trust one browser of ``user`` under the 2FA configuration ``fingerprint`` and their password; None when off.
 
     One INSERT. The raw token is for the browser's cookie only.
     """
     ttl = lifetime()
     if ttl is None or not fingerprint:
         return None
-    issued = tokens.issue_token(TokenType.TRUSTED_BROWSER, user=user, code_hash=fingerprint, ttl=ttl, now=now)
+    issued = tokens.issue_token(
+        TokenType.TRUSTED_BROWSER, user=user, code_hash=binding(user, fingerprint), ttl=ttl, now=now
+    )
     logger.info("browser trusted for user #%s until %s", user.pk, issued.token.expires_at.isoformat())
     return issued
 
 
 def check(raw: Any, user: AbstractBaseUser, *, fingerprint: str, now: datetime | None = None) -> bool:
-    """Return whether ``raw`` is a live trusted-browser token of ``user`` under ``fingerprint``.
+    """Return whether ``raw`` is a live trusted-browser token of ``user`` under ``fingerprint`` and their password.
 
     Peeks (nothing used up). No query when the feature is off or ``raw`` is
     empty or malformed; else one SELECT.
@@ -94,7 +112,7 @@ def check(raw: Any, user: AbstractBaseUser, *, fingerprint: str, now: datetime |
     row = tokens.peek_token(raw, TokenType.TRUSTED_BROWSER, user=user, now=now or clock.now())
     if row is None:
         return False
-    return hmac.compare_digest(row.code_hash.encode(), fingerprint.encode())
+    return hmac.compare_digest(row.code_hash.encode(), binding(user, fingerprint).encode())
 
 
 @dataclass(frozen=True)
@@ -118,8 +136,8 @@ class TrustedBrowser:
 def list_for(user: AbstractBaseUser, *, current: Any = "", now: datetime | None = None) -> list[TrustedBrowser]:
     """Return the user's live trusted browsers, newest first; ``current`` is this browser's cookie value.
 
-    One SELECT. A row issued under an earlier 2FA configuration is not
-    listed (it no longer trusts anything).
+    One SELECT. A row issued under an earlier 2FA configuration or password
+    is not listed (it no longer trusts anything).
     """
     now = now or clock.now()
     digest = crypto.digest_token(current) if current and is_plain_text(current, max_length=512) else ""
@@ -129,11 +147,11 @@ def list_for(user: AbstractBaseUser, *, current: Any = "", now: datetime | None 
         .order_by("-created_at", "-id")
         .values_list("id", "token", "code_hash", "created_at", "expires_at")
     )
-    fingerprint = load_state(user).fingerprint if rows else ""
+    bound_to = binding(user, load_state(user).fingerprint) if rows else ""
     return [
         TrustedBrowser(id=pk, created_at=created, expires_at=expires, this_browser=bool(digest) and token == digest)
         for pk, token, bound, created, expires in rows
-        if bound == fingerprint
+        if bound == bound_to
     ]
 
 

@@ -62,15 +62,3 @@ class Provider:
     def claim(self, name: str) -> str:
         """Return the claim that holds ``name`` (email, email_verified, username, ...)."""
         return self.claims.get(name, DEFAULT_CLAIMS.get(name, name))
-@dataclass(frozen=True)
-class Endpoints:
-    """Where a provider is reached, after discovery; every URL already checked."""
-
-    issuer: str
-    authorization_endpoint: str
-    token_endpoint: str
-    jwks_uri: str
-    userinfo_endpoint: str
-    # RFC 9207: the provider says it sends ``iss`` in every authorization response.
-    iss_parameter_supported: bool = False
-
